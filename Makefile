@@ -1,0 +1,42 @@
+# The README's commands. Everything runs from a virtual environment in .venv that this file
+# builds from requirements.lock, so a fresh machine needs nothing but Python >= 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/var/dagster_home
+export AI_ASSETS_DATA_DIR ?= $(CURDIR)/var
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: install demo test ui bench validate clean
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required, found " + sys.version'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/ai-assets demo
+
+test: install
+	$(BIN)/python scripts/test_prereqs.py
+	$(BIN)/python -m pytest -n 2 --durations=10
+
+ui: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+validate: install
+	$(BIN)/dagster definitions validate -w workspace.yaml
+
+bench: install
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,167 @@
+"""The `ai-assets` command: simulate traffic, run the demo or a backfill, read status."""
+
+import json
+import os
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import click
+
+from ai_assets.core.simulator import (
+    FaultSpecError,
+    load_replay_source,
+    parse_fault_spec,
+    simulate_day,
+    write_day,
+)
+
+# The demo's faulty day: every row-level fault that should be quarantined or de-duplicated,
+# plus an empty file. Schema-change faults are left to the tests: they fail a warning check.
+DEMO_FAULTS = ("unparseable=0.01,missing_field=0.01,wrong_type=0.01,duplicate_id=0.01,"
+               "empty_text=0.01,overlong_text=0.01,invalid_utf8=0.01,out_of_window=0.01,empty_file=0.01")
+
+
+def _landing_dir() -> Path:
+    from ai_assets.resources import landing_dir
+
+    return landing_dir()
+
+
+def _instance():
+    from dagster import DagsterInstance
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise click.ClickException("DAGSTER_HOME is not set: run through `make` or export it")
+    return DagsterInstance.get()
+
+
+def _defs():
+    from ai_assets.definitions import defs
+
+    return defs
+
+
+def _simulate(start: date, days: int, per_day: int, faults: str | None, source: Path | None,
+              seed: int, pii_rate: float) -> list[dict]:
+    try:
+        rates = parse_fault_spec(faults)
+    except FaultSpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--faults") from None
+    try:
+        pool = load_replay_source(source)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--from") from None
+    ledgers = []
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        files, resolved, ledger = simulate_day(day, pool, per_day, rates, seed=seed, pii_rate=pii_rate)
+        write_day(_landing_dir(), day, files, resolved, ledger)
+        ledgers.append(json.loads(ledger.to_json()))
+    return ledgers
+
+
+@click.group()
+def main() -> None:
+    """ai_assets operations: the bank support-inbox pipeline on Dagster."""
+
+
+@main.command()
+@click.option("--start", "start", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day (UTC).")
+@click.option("--days", default=1, show_default=True, type=click.IntRange(1, 366))
+@click.option("--per-day", default=1000, show_default=True, type=click.IntRange(1, 5_000_000),
+              help="Messages on a Monday; other weekdays scale by seasonality.")
+@click.option("--faults", default=None, help="kind=rate,... or all=rate (e.g. all=0.01).")
+@click.option("--from", "source", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Replay this CSV/JSONL (text[, category]) instead of the built-in pool.")
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option("--pii-rate", default=0.02, show_default=True, type=click.FloatRange(0, 0.5),
+              help="Share of messages that get a synthetic card number, IBAN, e-mail or phone.")
+def simulate(start: datetime, days: int, per_day: int, faults: str | None, source: Path | None,
+             seed: int, pii_rate: float) -> None:
+    """Write landing files (and the resolved-cases feed) the way the upstream system does."""
+    for ledger in _simulate(start.date(), days, per_day, faults, source, seed, pii_rate):
+        click.echo(f"{ledger['day']}: {sum(ledger['files'].values())} lines in {len(ledger['files'])} "
+                   f"files, faults {ledger['faults'] or 'none'} -> {_landing_dir()}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list for machines.")
+def status(as_json: bool) -> None:
+    """Every asset partition in the instance with its metadata and latest check results."""
+    from ai_assets.instance_status import asset_status
+
+    rows = asset_status(_instance(), _defs())
+    if as_json:
+        click.echo(json.dumps(rows, indent=1, sort_keys=True))
+        return
+    for row in rows:
+        failed = [c["name"] for c in row["checks"] if c["passed"] is False]
+        click.echo(f"{row['asset']:<22} {row['partition'] or '-':<11} rows={row['metadata'].get('dagster/row_count', '?'):<7}"
+                   f" checks={len(row['checks'])} failed={failed or 'none'}")
+
+
+def _print_day_summary(rows: list[dict], day: str) -> bool:
+    by_asset = {r["asset"]: r for r in rows if r["partition"] == day}
+    raw, val, qua = (by_asset.get(a) for a in ("raw_messages", "validated_messages", "quarantined_messages"))
+    if not (raw and val and qua):
+        click.echo(f"{day}: not materialized")
+        return False
+    checks = [c for r in (raw, val, qua) for c in r["checks"] if c["partitioned"]]
+    failed = [c["name"] for c in checks if c["passed"] is not True]
+    m = val["metadata"]
+    click.echo(f"{day}: files={raw['metadata']['files']} rows_in={m['rows_in']} validated={m['validated']} "
+               f"quarantined={m['quarantined']} duplicates={m['duplicates']} "
+               f"checks={len(checks) - len(failed)}/{len(checks)} passed")
+    for reason, n in qua["metadata"].get("quarantined_by_reason", {}).items():
+        click.echo(f"    quarantined {n:>4} x {reason}")
+    for name in failed:
+        click.echo(f"    CHECK FAILED: {name}")
+    return not failed
+
+
+@main.command()
+@click.option("--days", default=5, show_default=True, type=click.IntRange(1, 60))
+@click.option("--per-day", default=1000, show_default=True, type=click.IntRange(10, 100_000))
+def demo(days: int, per_day: int) -> None:
+    """Replay the last DAYS days of traffic (the last one with faults), run every asset and
+    check for them, and print what happened. Exits non-zero if anything failed."""
+    from ai_assets.instance_status import asset_status
+    from ai_assets.pipeline_runs import run_partitions, run_unpartitioned_checks
+
+    today = datetime.now(timezone.utc).date()
+    start = today - timedelta(days=days)
+    _simulate(start, days - 1, per_day, None, None, 7, 0.02)
+    _simulate(today - timedelta(days=1), 1, per_day, DEMO_FAULTS, None, 7, 0.02)
+    day_keys = [(start + timedelta(days=i)).isoformat() for i in range(days)]
+    click.echo(f"Replayed {days} days into {_landing_dir()}; materializing {day_keys[0]}..{day_keys[-1]}")
+    instance, defs = _instance(), _defs()
+    runs = run_partitions(defs, instance, day_keys)
+    wide = run_unpartitioned_checks(defs, instance)
+    rows = asset_status(instance, defs)
+    ok = all(r.success for r in runs) and wide.success
+    for day in day_keys:
+        ok = _print_day_summary(rows, day) and ok
+    wide_checks = {c["name"]: c["passed"] for r in rows for c in r["checks"] if not c["partitioned"]}
+    for name, passed in sorted(wide_checks.items()):
+        click.echo(f"asset-wide check {name}: {'passed' if passed else 'FAILED'}")
+        ok = ok and bool(passed)
+    click.echo("demo: OK" if ok else "demo: FAILED")
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.option("--start", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--end", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day, inclusive.")
+def backfill(start: datetime, end: datetime) -> None:
+    """Reprocess a range of days now, one run per day, recorded in the instance."""
+    from ai_assets.pipeline_runs import run_partitions
+
+    if end < start:
+        raise click.BadParameter("--end is before --start")
+    days = [(start.date() + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    outcomes = run_partitions(_defs(), _instance(), days,
+                              tags={"ai_assets/backfill": f"{days[0]}..{days[-1]}"})
+    for o in outcomes:
+        click.echo(f"{o.partition}: {'success' if o.success else 'FAILED'} (run {o.run_id})")
+    sys.exit(0 if all(o.success for o in outcomes) else 1)

@@ -1,0 +1,17 @@
+"""The one Definitions object of the ai_assets code location."""
+
+from dagster import Definitions
+
+from ai_assets.defs.ingestion.assets import raw_messages, validate_messages
+from ai_assets.defs.ingestion.checks import freshness_checks, freshness_sensor, partition_checks
+from ai_assets.defs.ingestion.sensors import daily_ingestion_schedule, ingestion_job, landing_zone_sensor
+from ai_assets.resources import build_resources
+
+defs = Definitions(
+    assets=[raw_messages, validate_messages],
+    asset_checks=[*partition_checks, *freshness_checks],
+    jobs=[ingestion_job],
+    schedules=[daily_ingestion_schedule],
+    sensors=[landing_zone_sensor, freshness_sensor],
+    resources=build_resources(),
+)

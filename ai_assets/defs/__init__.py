@@ -1,0 +1,1 @@
+"""Dagster definitions, one package per layer; `ai_assets.definitions` assembles them."""

@@ -1,0 +1,40 @@
+"""Running the code location's jobs from the command line against the instance in DAGSTER_HOME.
+
+Used by `ai-assets demo` and `ai-assets backfill`: each day is one run of the same job the
+sensor and the schedule launch, recorded in the instance like any run from the UI.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
+
+INGESTION_JOB = "ingestion_job"
+
+
+@dataclass
+class RunOutcome:
+    partition: str | None
+    run_id: str
+    success: bool
+
+
+def run_partitions(defs: Definitions, instance: DagsterInstance, days: Iterable[str],
+                   tags: dict[str, str] | None = None) -> list[RunOutcome]:
+    job = defs.resolve_job_def(INGESTION_JOB)
+    outcomes = []
+    for day in days:
+        result = job.execute_in_process(partition_key=day, instance=instance, raise_on_error=False,
+                                        tags=tags or {})
+        outcomes.append(RunOutcome(day, result.run_id, result.success))
+    return outcomes
+
+
+def run_unpartitioned_checks(defs: Definitions, instance: DagsterInstance) -> RunOutcome:
+    """Freshness and other asset-wide checks, the way their sensor runs them."""
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.asset_check_keys if graph.get(k).partitions_def is None]
+    job = define_asset_job("asset_wide_checks", selection=AssetSelection.checks(*keys))
+    resolved = Definitions.merge(defs, Definitions(jobs=[job])).resolve_job_def("asset_wide_checks")
+    result = resolved.execute_in_process(instance=instance, raise_on_error=False)
+    return RunOutcome(None, result.run_id, result.success)

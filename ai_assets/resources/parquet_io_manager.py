@@ -1,0 +1,34 @@
+"""Asset partitions as Parquet files: `{base_dir}/{asset}/{partition}.parquet`.
+
+Writes go to a temporary file and are renamed into place, so a killed run never leaves a
+half-written partition for the next step to read.
+"""
+
+
+from pathlib import Path
+
+import pandas as pd
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+
+
+class ParquetIOManager(ConfigurableIOManager):
+    base_dir: str
+
+    def _path(self, asset_path: list[str], partition: str | None) -> Path:
+        return Path(self.base_dir).joinpath(*asset_path) / f"{partition or 'all'}.parquet"
+
+    def handle_output(self, context: OutputContext, obj: pd.DataFrame) -> None:
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        path = self._path(context.asset_key.path, partition)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        obj.to_parquet(tmp, index=False)
+        tmp.replace(path)
+        context.add_output_metadata({"path": str(path)})
+
+    def load_input(self, context: InputContext) -> pd.DataFrame:
+        key = context.asset_key.path
+        if not context.has_asset_partitions:
+            return pd.read_parquet(self._path(key, None))
+        frames = [pd.read_parquet(self._path(key, pk)) for pk in context.asset_partition_keys]
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
