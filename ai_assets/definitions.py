@@ -1,5 +1,7 @@
 """The one Definitions object of the ai_assets code location."""
 
+from collections.abc import Mapping
+
 from dagster import Definitions
 
 from ai_assets.defs.ingestion.assets import raw_messages, validate_messages
@@ -7,11 +9,17 @@ from ai_assets.defs.ingestion.checks import freshness_checks, freshness_sensor, 
 from ai_assets.defs.ingestion.sensors import daily_ingestion_schedule, ingestion_job, landing_zone_sensor
 from ai_assets.resources import build_resources
 
-defs = Definitions(
-    assets=[raw_messages, validate_messages],
-    asset_checks=[*partition_checks, *freshness_checks],
-    jobs=[ingestion_job],
-    schedules=[daily_ingestion_schedule],
-    sensors=[landing_zone_sensor, freshness_sensor],
-    resources=build_resources(),
-)
+
+def build_defs(resources: Mapping[str, object]) -> Definitions:
+    """All definitions with the given resources; tests pass their own, `defs` uses the env's."""
+    return Definitions(
+        assets=[raw_messages, validate_messages],
+        asset_checks=[*partition_checks, *freshness_checks],
+        jobs=[ingestion_job],
+        schedules=[daily_ingestion_schedule],
+        sensors=[landing_zone_sensor, freshness_sensor],
+        resources=dict(resources),
+    )
+
+
+defs = build_defs(build_resources())

@@ -14,6 +14,9 @@ from ai_assets.resources.landing_zone import LandingZone
 from ai_assets.resources.parquet_io_manager import ParquetIOManager
 
 
+__all__ = ["IngestionPolicy", "LandingZone", "ParquetIOManager", "build_resources"]
+
+
 def data_dir() -> Path:
     return Path(os.environ.get("AI_ASSETS_DATA_DIR", "var")).absolute()
 
