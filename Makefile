@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/var/dagster_home
 export AI_ASSETS_DATA_DIR ?= $(CURDIR)/var
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test ui bench validate clean
+.PHONY: install demo test ui bench validate status clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required, found " + sys.version'
@@ -31,6 +31,9 @@ test: install
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
+
+status: install
+	$(BIN)/ai-assets status --json
 
 validate: install
 	$(BIN)/dagster definitions validate -w workspace.yaml

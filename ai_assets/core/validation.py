@@ -95,6 +95,7 @@ class ValidationOutcome:
 
 
 def _quarantine_row(row, stage: str, reason: str, message_id: object = None) -> dict:
+    """A quarantine record; `row` is anything with source_file, line and raw."""
     return {"source_file": row.source_file, "line": int(row.line), "stage": stage, "reason": reason,
             "message_id": message_id if isinstance(message_id, str) else None, "excerpt": excerpt(row.raw)}
 
@@ -157,9 +158,7 @@ def validate_partition(raw: pd.DataFrame, day: date, max_text_chars: int = MAX_T
 
     for index in sorted(failures):
         row = frame.iloc[index]
-        quarantine.append({"source_file": row.source_file, "line": int(row.line), "stage": "validate",
-                           "reason": "; ".join(failures[index]), "message_id": row.message_id
-                           if isinstance(row.message_id, str) else None, "excerpt": excerpt(row.raw)})
+        quarantine.append(_quarantine_row(row, "validate", "; ".join(failures[index]), row.message_id))
 
     good = frame[~frame[ROW].isin(list(failures))]
     pii_total: Counter[str] = Counter()

@@ -76,14 +76,20 @@ def _locations(frame: pd.DataFrame) -> list[tuple[str, int]]:
     return list(zip(frame["source_file"].astype(str), frame["line"].astype(int)))
 
 
-@asset_check(
-    asset="validated_messages",
-    name=QUARANTINE_SHARE_WITHIN_CEILING,
-    partitions_def=daily_partitions,
-    blocking=True,
-    additional_ins={"raw_messages": AssetIn("raw_messages"),
-                    "quarantined_messages": AssetIn("quarantined_messages")},
-)
+def _blocking_validation_check(name: str):
+    """A blocking check on validated_messages that also reads the same day's raw and
+    quarantined rows: a failure stops everything downstream of that day."""
+    return asset_check(
+        asset="validated_messages",
+        name=name,
+        partitions_def=daily_partitions,
+        blocking=True,
+        additional_ins={"raw_messages": AssetIn("raw_messages"),
+                        "quarantined_messages": AssetIn("quarantined_messages")},
+    )
+
+
+@_blocking_validation_check(QUARANTINE_SHARE_WITHIN_CEILING)
 def quarantine_share_within_ceiling(raw_messages: pd.DataFrame, quarantined_messages: pd.DataFrame,
                                     ingestion_policy: IngestionPolicy) -> AssetCheckResult:
     """Stops the day at this layer when too much of it was rejected: a broken feed should
@@ -99,14 +105,7 @@ def quarantine_share_within_ceiling(raw_messages: pd.DataFrame, quarantined_mess
     )
 
 
-@asset_check(
-    asset="validated_messages",
-    name=COUNTS_BALANCE,
-    partitions_def=daily_partitions,
-    blocking=True,
-    additional_ins={"raw_messages": AssetIn("raw_messages"),
-                    "quarantined_messages": AssetIn("quarantined_messages")},
-)
+@_blocking_validation_check(COUNTS_BALANCE)
 def counts_balance(validated_messages: pd.DataFrame, raw_messages: pd.DataFrame,
                    quarantined_messages: pd.DataFrame) -> AssetCheckResult:
     """Every raw line is accounted for exactly once: validated, quarantined or a duplicate."""
