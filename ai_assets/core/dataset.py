@@ -1,8 +1,9 @@
 """The shipped BANKING77 copy and its one deterministic split.
 
-The split depends on nothing but the text, the label and a fixed salt, so it is the same
-on every machine and every library version: within each intent, rows are ordered by a
-salted SHA-256 of their text and cut 70/15/15 into training, validation and replay pool.
+The split depends on nothing but the shipped file and a fixed salt, so it is the same on
+every machine and every library version: within each intent, rows are ordered by a salted
+SHA-256 of their text and file position and cut 70/15/15 into training, validation and
+replay pool.
 """
 
 from __future__ import annotations
