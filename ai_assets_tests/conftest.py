@@ -69,7 +69,7 @@ def require_postgres() -> str:
     try:
         with sqlalchemy.create_engine(PG_URL).connect() as conn:
             conn.exec_driver_sql("select 1")
-    except sqlalchemy.exc.OperationalError as exc:
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
         pytest.fail(f"PostgreSQL is required at {PG_URL} (set AI_ASSETS_TEST_PG_URL): {exc}")
     return PG_URL
 
