@@ -256,6 +256,13 @@ def write_day(
 ) -> list[Path]:
     """Write files atomically (temp name, then rename) so a sensor never sees half a file."""
     written = []
+    # The simulator owns the days it writes: files of an earlier simulation of the same day
+    # that this one does not produce are removed, so the same arguments give the same folder.
+    day_dir = landing_root / "messages" / day.isoformat()
+    if day_dir.is_dir():
+        for stale in day_dir.glob("*.jsonl"):
+            if stale.name not in files:
+                stale.unlink()
     targets: list[tuple[Path, bytes]] = [
         (landing_root / "messages" / day.isoformat() / name, data) for name, data in files.items()
     ]

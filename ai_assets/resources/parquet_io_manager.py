@@ -5,6 +5,7 @@ half-written partition for the next step to read.
 """
 
 
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +22,9 @@ class ParquetIOManager(ConfigurableIOManager):
         partition = context.asset_partition_key if context.has_asset_partitions else None
         path = self._path(context.asset_key.path, partition)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        # A name of its own per write: two runs of the same partition (sensor and schedule,
+        # a re-execution during a backfill) must not write into each other's temporary file.
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         obj.to_parquet(tmp, index=False)
         tmp.replace(path)
         context.add_output_metadata({"path": str(path)})

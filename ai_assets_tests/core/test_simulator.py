@@ -143,6 +143,17 @@ def test_written_files_are_byte_identical_across_runs(pool, tmp_path):
     assert not any(Path(name).name.startswith(".") for name in trees[0])  # no temp files left
 
 
+def test_rewriting_a_day_leaves_only_the_new_simulations_files(pool, tmp_path):
+    """An earlier simulation's extra file (here the empty-file fault) must not linger and
+    make the folder disagree with the new ledger."""
+    faulty = simulate_day(MONDAY, pool, PER_DAY, parse_fault_spec("empty_file=0.01"))
+    write_day(tmp_path, MONDAY, *faulty)
+    clean_files, resolved, ledger = simulate_day(MONDAY, pool, PER_DAY, {})
+    write_day(tmp_path, MONDAY, clean_files, resolved, ledger)
+    folder = tmp_path / "messages" / MONDAY.isoformat()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == clean_files
+
+
 @pytest.mark.parametrize("change", [{"seed": 8}, {"day": MONDAY + timedelta(days=7)}])
 def test_different_seed_or_day_gives_different_traffic(pool, change):
     base = simulate_day(MONDAY, pool, PER_DAY, {}, seed=7)

@@ -44,6 +44,7 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing_zone: LandingZ
     the same work twice."""
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     valid = set(daily_partitions.get_partition_keys(dynamic_partitions_store=None))
+    last = daily_partitions.get_last_partition_key()
     requests, outside = [], []
     for day in landing_zone.days():
         if not landing_zone.files(day):
@@ -52,7 +53,9 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing_zone: LandingZ
         if seen.get(day) == fingerprint:
             continue
         if day not in valid:
-            outside.append(day)
+            # Today's files wait quietly for the day to close; anything else never will.
+            if not (last and len(day) == 10 and day > last):
+                outside.append(day)
             continue
         seen[day] = fingerprint
         requests.append(RunRequest(run_key=f"{day}:{fingerprint}", partition_key=day,

@@ -1,0 +1,71 @@
+"""The code location loads: Dagster's own validation on the workspace, and the shape of the
+one Definitions object a newcomer's `dagster dev` shows."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import AssetKey, DefaultScheduleStatus, DefaultSensorStatus
+
+from ai_assets.defs.partitions import daily_partitions
+from ai_assets_tests.conftest import REPO_ROOT
+
+DAGSTER = str(Path(sys.executable).with_name("dagster"))
+PARTITION_CHECKS = {
+    ("raw_messages", "schema_matches_contract"),
+    ("raw_messages", "volume_within_trailing_band"),
+    ("validated_messages", "quarantine_share_within_ceiling"),
+    ("validated_messages", "counts_balance"),
+    ("quarantined_messages", "quarantine_rows_explained"),
+}
+BLOCKING = {("validated_messages", "quarantine_share_within_ceiling"), ("validated_messages", "counts_balance")}
+
+
+def test_dagster_definitions_validate_passes(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AI_ASSETS_")},
+           "DAGSTER_HOME": str(home), "AI_ASSETS_DATA_DIR": str(tmp_path / "var")}
+    proc = subprocess.run([DAGSTER, "definitions", "validate", "-w", "workspace.yaml"], cwd=REPO_ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ai_assets" in proc.stdout + proc.stderr
+
+
+def test_definitions_load_with_expected_assets_checks_sensors():
+    from ai_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
+        "raw_messages", "validated_messages", "quarantined_messages"}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.partitions_def == daily_partitions and node.group_name == "ingestion"
+        assert "dagster/column_schema" in node.metadata
+
+    checks = {(k.asset_key.to_user_string(), k.name): graph.get(k) for k in graph.asset_check_keys}
+    freshness = {k for k in checks if k[1] == "freshness_check"}
+    assert freshness == {(a, "freshness_check") for a in ("raw_messages", "validated_messages",
+                                                          "quarantined_messages")}
+    assert set(checks) - freshness == PARTITION_CHECKS
+    for key in PARTITION_CHECKS:  # a partitioned asset's checks must read their own day
+        assert checks[key].partitions_def == daily_partitions, key
+        assert checks[key].blocking is (key in BLOCKING), key
+
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) == {"landing_zone_sensor", "ingestion_freshness_sensor"}
+    assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
+    (schedule,) = defs.schedules
+    assert schedule.default_status == DefaultScheduleStatus.RUNNING
+
+    job = defs.resolve_job_def("ingestion_job")
+    assert job.partitions_def == daily_partitions
+    assert "ingestion_job" in {j.name for j in defs.resolve_all_job_defs()}
+    for resource in ("landing_zone", "io_manager", "ingestion_policy"):
+        assert resource in defs.resources
+    # raw -> validated and quarantined, produced together from the same step.
+    assert graph.get(AssetKey("validated_messages")).parent_keys == {AssetKey("raw_messages")}
+    assert graph.get(AssetKey("quarantined_messages")).parent_keys == {AssetKey("raw_messages")}
