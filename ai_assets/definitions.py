@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from ai_assets.defs.ingestion.assets import raw_messages, validate_messages
 from ai_assets.defs.ingestion.checks import freshness_checks, freshness_sensor, partition_checks
@@ -19,6 +19,9 @@ def build_defs(resources: Mapping[str, object]) -> Definitions:
         schedules=[daily_ingestion_schedule],
         sensors=[landing_zone_sensor, freshness_sensor],
         resources=dict(resources),
+        # Steps are short pandas work: a process per step (the multiprocess default) costs
+        # seconds of imports each. Parallelism comes from one run per partition instead.
+        executor=in_process_executor,
     )
 
 

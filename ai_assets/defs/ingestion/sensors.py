@@ -24,6 +24,7 @@ from ai_assets.resources.landing_zone import LandingZone
 ingestion_job = define_asset_job(
     "ingestion_job",
     # Freshness checks look at the latest partition, not the run's: their own sensor runs them.
+    # (Materializing from an asset page in the UI may include them; they are read-only.)
     selection=AssetSelection.groups(GROUP) - AssetSelection.checks(*freshness_checks),
     partitions_def=daily_partitions,
     description="Landing files of one day to validated and quarantined messages, with all checks.",
