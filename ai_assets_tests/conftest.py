@@ -43,6 +43,11 @@ class Workspace:
             "ingestion_policy": IngestionPolicy(**policy),
         })
 
+    def run(self, defs: Definitions, instance: DagsterInstance, day: date, job: str = "ingestion_job"):
+        """One partition run of `job`, recorded in `instance`; failures are returned, not raised."""
+        return defs.resolve_job_def(job).execute_in_process(
+            partition_key=day.isoformat(), instance=instance, raise_on_error=False)
+
     def simulate(self, day: date, per_day: int = 300, faults: str | None = None,
                  seed: int = 7, pii_rate: float = 0.02) -> DayLedger:
         files, resolved, ledger = simulate_day(day, split_banking77()["replay"], per_day,

@@ -16,27 +16,13 @@ from ai_assets.core.simulator import FAULT_KINDS, FAULT_OUTCOME, SCHEMA_CHANGING
 from ai_assets.core.validation import build_suite
 from ai_assets.resources import ParquetIOManager
 from ai_assets_tests.conftest import Workspace
+from ai_assets_tests.fault_expectations import QUARANTINE_REASON
 
 MONDAY = date(2025, 3, 3)
 ASSETS = ("raw_messages", "validated_messages", "quarantined_messages")
 PARTITION_CHECKS = {"schema_matches_contract", "volume_within_trailing_band",
                     "quarantine_share_within_ceiling", "counts_balance", "quarantine_rows_explained"}
-# What the quarantine says for each fault that is quarantined: (stage, reason prefix).
-QUARANTINE_REASON = {
-    "unparseable": ("parse", "invalid_json"),
-    "invalid_utf8": ("parse", "invalid_utf8"),
-    "missing_field": ("validate", "expect_column_values_to_not_be_null("),
-    "wrong_type": ("validate", "expect_column_values_to_be_of_type("),
-    "empty_text": ("validate", "expect_column_value_lengths_to_be_between(text_normalised)"),
-    "overlong_text": ("validate", "expect_column_value_lengths_to_be_between(text_normalised)"),
-    "out_of_window": ("validate", "expect_column_values_to_be_between(received_at_utc)"),
-    "renamed_field": ("validate", "expect_column_values_to_not_be_null(text)"),
-}
 
-
-def run_day(defs, instance, day: date):
-    return defs.resolve_job_def("ingestion_job").execute_in_process(
-        partition_key=day.isoformat(), instance=instance, raise_on_error=False)
 
 
 def latest_metadata(instance, asset: str, day: date) -> dict:
@@ -68,7 +54,7 @@ def test_materializes_several_days_with_metadata(workspace, instance):
     ledgers = {day: workspace.simulate(day, per_day=200) for day in days}
     defs = workspace.defs()
     for day in days:
-        result = run_day(defs, instance, day)
+        result = workspace.run(defs, instance, day)
         assert result.success
         # The job runs exactly the partition checks; freshness checks have their own sensor.
         checks = checks_by_name(result)
@@ -116,7 +102,7 @@ def test_materializes_several_days_with_metadata(workspace, instance):
 def test_declared_column_schema_matches_parquet_columns(workspace, instance):
     workspace.simulate(MONDAY, per_day=200, faults="all=0.02")
     defs = workspace.defs()
-    assert run_day(defs, instance, MONDAY).success
+    assert workspace.run(defs, instance, MONDAY).success
     graph = defs.resolve_asset_graph()
     for asset in ASSETS:
         declared = graph.get(AssetKey(asset)).metadata["dagster/column_schema"]
@@ -131,7 +117,7 @@ def test_each_fault_kind_end_to_end(workspace, instance, kind):
     assert set(ledger.faults) == {kind} and n == (1 if kind == "empty_file" else 9)
     faulty = {(r["file"], r["line"]) for r in ledger.fault_rows}
 
-    result = run_day(workspace.defs(), instance, MONDAY)
+    result = workspace.run(workspace.defs(), instance, MONDAY)
     assert result.success
 
     raw = output(workspace, "raw_messages", MONDAY)
@@ -187,7 +173,7 @@ def test_each_fault_kind_end_to_end(workspace, instance, kind):
 def test_counts_balance_under_every_fault_kind_at_once(workspace, instance, seed):
     ledger = workspace.simulate(MONDAY, per_day=400, faults="all=0.02", seed=seed)
     assert set(ledger.faults) == set(FAULT_KINDS)
-    result = run_day(workspace.defs(), instance, MONDAY)
+    result = workspace.run(workspace.defs(), instance, MONDAY)
     assert result.success
 
     validated = output(workspace, "validated_messages", MONDAY)
@@ -222,7 +208,7 @@ def test_counts_balance_under_every_fault_kind_at_once(workspace, instance, seed
 
 
 def test_day_without_landing_files_materializes_an_empty_partition(workspace, instance):
-    result = run_day(workspace.defs(), instance, MONDAY)
+    result = workspace.run(workspace.defs(), instance, MONDAY)
     assert result.success
     raw = latest_metadata(instance, "raw_messages", MONDAY)
     val = latest_metadata(instance, "validated_messages", MONDAY)
@@ -234,16 +220,16 @@ def test_day_without_landing_files_materializes_an_empty_partition(workspace, in
 def test_rerunning_a_partition_gives_byte_identical_outputs(workspace, instance, tmp_path):
     workspace.simulate(MONDAY, per_day=300, faults="all=0.02")
     defs = workspace.defs()
-    assert run_day(defs, instance, MONDAY).success
+    assert workspace.run(defs, instance, MONDAY).success
     first = storage_digest(workspace)
     assert set(first) == {f"{a}/{MONDAY}.parquet" for a in ASSETS}
-    assert run_day(defs, instance, MONDAY).success
+    assert workspace.run(defs, instance, MONDAY).success
     assert storage_digest(workspace) == first
 
     # Same landing files, another storage directory and a fresh run: the same bytes again.
     other = Workspace(tmp_path / "other")
     other.simulate(MONDAY, per_day=300, faults="all=0.02")
-    assert run_day(other.defs(), instance, MONDAY).success
+    assert other.run(other.defs(), instance, MONDAY).success
     assert storage_digest(other) == first
 
 

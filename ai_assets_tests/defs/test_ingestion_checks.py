@@ -17,10 +17,6 @@ from ai_assets.instance_status import asset_status
 MONDAY = date(2025, 3, 3)
 
 
-def run_day(defs, instance, day: date, job: str = "ingestion_job"):
-    return defs.resolve_job_def(job).execute_in_process(
-        partition_key=day.isoformat(), instance=instance, raise_on_error=False)
-
 
 def checks_by_name(result) -> dict:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
@@ -43,7 +39,7 @@ def test_quarantine_ceiling_blocks_downstream_assets(workspace, instance, ceilin
     ledger = workspace.simulate(MONDAY, per_day=300, faults="unparseable=0.03")  # 3% quarantined
     share = ledger.faults["unparseable"] / sum(ledger.files.values())
     defs = with_downstream(workspace.defs(quarantine_ceiling=ceiling))
-    result = run_day(defs, instance, MONDAY, "ingestion_and_downstream")
+    result = workspace.run(defs, instance, MONDAY, "ingestion_and_downstream")
 
     check = checks_by_name(result)["quarantine_share_within_ceiling"]
     assert check.severity.value == "ERROR"
@@ -76,8 +72,8 @@ def test_ceiling_comes_from_the_policy_resource(workspace, instance):
     """Just under and just over the configured ceiling, with the same data."""
     ledger = workspace.simulate(MONDAY, per_day=300, faults="missing_field=0.05")
     share = ledger.faults["missing_field"] / sum(ledger.files.values())
-    over = run_day(workspace.defs(quarantine_ceiling=round(share - 0.001, 4)), instance, MONDAY)
-    under = run_day(workspace.defs(quarantine_ceiling=round(share + 0.001, 4)), instance, MONDAY)
+    over = workspace.run(workspace.defs(quarantine_ceiling=round(share - 0.001, 4)), instance, MONDAY)
+    under = workspace.run(workspace.defs(quarantine_ceiling=round(share + 0.001, 4)), instance, MONDAY)
     assert not over.success and checks_by_name(over)["quarantine_share_within_ceiling"].passed is False
     assert under.success and checks_by_name(under)["quarantine_share_within_ceiling"].passed is True
 
@@ -92,7 +88,7 @@ def test_volume_check_against_trailing_days(workspace, instance, per_day, passed
     day = MONDAY + timedelta(days=7)
     simulate_trailing_week(workspace, day)
     ledger = workspace.simulate(day, per_day=per_day)
-    result = run_day(workspace.defs(), instance, day)
+    result = workspace.run(workspace.defs(), instance, day)
     assert result.success  # a warning never stops the run
     check = checks_by_name(result)["volume_within_trailing_band"]
     assert check.passed is passed and check.severity.value == "WARN"
@@ -109,7 +105,7 @@ def test_volume_check_against_trailing_days(workspace, instance, per_day, passed
 def test_silent_upstream_day_fails_the_volume_check(workspace, instance):
     day = MONDAY + timedelta(days=7)
     simulate_trailing_week(workspace, day)
-    result = run_day(workspace.defs(), instance, day)  # no files at all for the day
+    result = workspace.run(workspace.defs(), instance, day)  # no files at all for the day
     assert result.success
     check = checks_by_name(result)["volume_within_trailing_band"]
     assert check.passed is False and check.metadata["rows"].value == 0
@@ -117,7 +113,7 @@ def test_silent_upstream_day_fails_the_volume_check(workspace, instance):
 
 def test_first_day_without_history_passes_the_volume_check(workspace, instance):
     workspace.simulate(MONDAY, per_day=200)
-    check = checks_by_name(run_day(workspace.defs(), instance, MONDAY))["volume_within_trailing_band"]
+    check = checks_by_name(workspace.run(workspace.defs(), instance, MONDAY))["volume_within_trailing_band"]
     assert check.passed is True and "no trailing days" in check.description
 
 
@@ -127,7 +123,7 @@ def test_schema_check_reports_contract_fields_missing_from_a_file(workspace, ins
     records = [f'{{"message_id":"p-{i}","channel":"app","received_at":"2025-03-03T10:0{i}:00Z",'
                f'"text":"where is my card {i}"}}' for i in range(3)]  # no customer_id at all
     partner.write_text("\n".join(records) + "\n")
-    result = run_day(workspace.defs(), instance, MONDAY)
+    result = workspace.run(workspace.defs(), instance, MONDAY)
     assert result.success
     checks = checks_by_name(result)
     schema = checks["schema_matches_contract"]
@@ -144,7 +140,7 @@ def test_quarantine_excerpts_never_show_pii(workspace, instance):
     workspace.simulate(MONDAY, per_day=200)
     broken = workspace.landing / "messages" / MONDAY.isoformat() / "broken.jsonl"
     broken.write_text('{"message_id":"b-1","text":"my card is 4111 1111 1111 1111 and mail jane.doe@example.com\n')
-    result = run_day(workspace.defs(), instance, MONDAY)
+    result = workspace.run(workspace.defs(), instance, MONDAY)
     quarantined = pd.read_parquet(workspace.storage / "quarantined_messages" / f"{MONDAY}.parquet")
     assert len(quarantined) == 1 and quarantined["reason"][0] == "invalid_json"
     excerpt = quarantined["excerpt"][0]
