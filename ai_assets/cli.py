@@ -110,8 +110,10 @@ def _print_day_summary(rows: list[dict], day: str) -> bool:
     checks = [c for r in (raw, val, qua) for c in r["checks"] if c["partitioned"]]
     failed = [c["name"] for c in checks if c["passed"] is not True]
     m = val["metadata"]
-    click.echo(f"{day}: files={raw['metadata']['files']} rows_in={m['rows_in']} validated={m['validated']} "
-               f"quarantined={m['quarantined']} duplicates={m['duplicates']} "
+    empty = len(raw["metadata"].get("empty_files", []))
+    click.echo(f"{day}: files={raw['metadata']['files']} ({empty} empty) rows_in={m['rows_in']} "
+               f"validated={m['validated']} quarantined={m['quarantined']} duplicates={m['duplicates']} "
+               f"pii_masked={sum(m.get('pii_masked', {}).values())} "
                f"checks={len(checks) - len(failed)}/{len(checks)} passed")
     for reason, n in qua["metadata"].get("quarantined_by_reason", {}).items():
         click.echo(f"    quarantined {n:>4} x {reason}")

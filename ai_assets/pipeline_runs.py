@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
 
 INGESTION_JOB = "ingestion_job"
+# Step-by-step event logs go to the instance (and the UI); the terminal shows warnings only.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass
@@ -25,7 +27,7 @@ def run_partitions(defs: Definitions, instance: DagsterInstance, days: Iterable[
     outcomes = []
     for day in days:
         result = job.execute_in_process(partition_key=day, instance=instance, raise_on_error=False,
-                                        tags=tags or {})
+                                        tags=tags or {}, run_config=QUIET_CONSOLE)
         outcomes.append(RunOutcome(day, result.run_id, result.success))
     return outcomes
 
@@ -36,5 +38,5 @@ def run_unpartitioned_checks(defs: Definitions, instance: DagsterInstance) -> Ru
     keys = [k for k in graph.asset_check_keys if graph.get(k).partitions_def is None]
     job = define_asset_job("asset_wide_checks", selection=AssetSelection.checks(*keys))
     resolved = Definitions.merge(defs, Definitions(jobs=[job])).resolve_job_def("asset_wide_checks")
-    result = resolved.execute_in_process(instance=instance, raise_on_error=False)
+    result = resolved.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
     return RunOutcome(None, result.run_id, result.success)
