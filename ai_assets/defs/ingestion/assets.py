@@ -59,7 +59,7 @@ def raw_messages(context: AssetExecutionContext, landing_zone: LandingZone) -> O
     and any reprocessing start from. Nothing is dropped here; unparseable lines carry a reason."""
     started = time.perf_counter()
     day = context.partition_key
-    rows = []
+    rows, records, field_types = [], {}, Counter()
     files = landing_zone.files(day)
     total_bytes = 0
     empty_files = []
@@ -68,10 +68,13 @@ def raw_messages(context: AssetExecutionContext, landing_zone: LandingZone) -> O
         total_bytes += len(data)
         if not data:
             empty_files.append(path.name)
-        rows += parse_lines(path.name, data).rows
+        parsed = parse_lines(path.name, data)
+        rows += parsed.rows
+        records[path.name] = [r for r in parsed.records if r is not None]
+        field_types += parsed.key_types
     frame = pd.DataFrame([r.__dict__ for r in rows], columns=list(RAW_COLUMNS))
     frame = frame.astype({"source_file": "string", "line": "int64", "raw": "string", "parse_error": "string"})
-    schema = schema_report(records_by_file(frame))
+    schema = schema_report(records)
     parse_errors = Counter(e for e in frame["parse_error"].dropna())
     if not files:
         context.log.warning(f"no landing files for {day} under {landing_zone.day_dir(day)}")
@@ -83,6 +86,8 @@ def raw_messages(context: AssetExecutionContext, landing_zone: LandingZone) -> O
         "parse_errors": MetadataValue.json(dict(sorted(parse_errors.items()))),
         "schema_fingerprint": schema.fingerprint,
         "observed_fields": MetadataValue.json(schema.observed),
+        # "field:jsontype" -> rows: where a wrong type or a renamed field comes from.
+        "observed_field_types": MetadataValue.json(dict(sorted(field_types.items()))),
         "dagster/row_count": len(frame),
         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
     })
