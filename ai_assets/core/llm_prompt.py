@@ -73,7 +73,6 @@ def request_body(model: str, text: str, labels: list[str], max_tokens: int = 256
         "messages": [{"role": "user", "content": user_content(text)}],
         "tools": [tool_schema(labels)],
         "tool_choice": {"type": "tool", "name": TOOL_NAME},
-        "temperature": 0,
     }
 
 

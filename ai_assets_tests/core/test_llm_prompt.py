@@ -46,7 +46,6 @@ def test_request_forces_the_one_tool_with_an_enum_of_allowed_labels():
     enum = tool["input_schema"]["properties"]["intent"]["enum"]
     assert set(enum) == set(LABELS) | {OUT_OF_SCOPE} and len(enum) == 78
     assert tool["input_schema"]["additionalProperties"] is False
-    assert body["temperature"] == 0
     assert tool_schema(LABELS) == tool
 
 
