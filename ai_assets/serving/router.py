@@ -22,6 +22,7 @@ from typing import Protocol
 from ai_assets.core.budget import Budget
 from ai_assets.core.deadline import Deadline
 from ai_assets.core.keyword_rules import RULE_CONFIDENCE, match_rule
+from ai_assets.serving.claude_batches import classify_batch
 from ai_assets.serving.claude_tier import ClaudeTier
 from ai_assets.serving.outcomes import TierAnswer, TierFailure
 
@@ -70,12 +71,9 @@ class Router:
         return [TierAnswer(p.intent, float(p.confidence), template_summary(p.intent), LOCAL,
                            self.local.version, latency_ms=per_message_ms) for p in predictions], None
 
-    def _escalate(self, text: str, local: TierAnswer | None, local_error: str | None,
-                  budget: Budget, deadline: Deadline) -> Enrichment:
-        reasons = [local_error] if local_error else []
-        if local is not None:
-            reasons.append(f"local: confidence {local.confidence:.3f} < {self.local_threshold:.3f}")
-        for tier in self.claude_tiers:
+    def _escalate(self, text: str, local: TierAnswer | None, reasons: list[str],
+                  budget: Budget, deadline: Deadline, tiers: list[ClaudeTier]) -> Enrichment:
+        for tier in tiers:
             try:
                 return Enrichment(tier.classify(text, budget, deadline), reasons)
             except TierFailure as failure:
@@ -89,20 +87,33 @@ class Router:
         return Enrichment(TierAnswer(NEEDS_HUMAN, 0.0, "No tier could classify this message.", HUMAN, "-"),
                           reasons + ["keyword_rules: no rule matched"])
 
-    def enrich(self, texts: list[str], budget: Budget, deadline: Deadline) -> list[Enrichment]:
-        """One enrichment per text, in order. Raises nothing a tier can cause."""
+    def enrich(self, texts: list[str], budget: Budget, deadline: Deadline,
+               use_batch: bool = False) -> list[Enrichment]:
+        """One enrichment per text, in order. Raises nothing a tier can cause. With `use_batch`
+        (backfills) the first Claude tier answers the unsure messages through one batch; what
+        the batch cannot answer falls back per message through the synchronous tiers."""
         local, local_error = self._local_answers(texts)
         results: list[Enrichment | None] = [None] * len(texts)
-        unsure = []
+        reasons: dict[int, list[str]] = {}
         for i, answer in enumerate(local):
             if answer is not None and answer.confidence >= self.local_threshold:
                 results[i] = Enrichment(answer)
             else:
-                unsure.append(i)
-        if unsure:
+                reasons[i] = [local_error] if local_error else [
+                    f"local: confidence {answer.confidence:.3f} < {self.local_threshold:.3f}"]
+        if reasons and use_batch and self.claude_tiers:
+            unsure = list(reasons)
+            for i, outcome in zip(unsure, classify_batch(self.claude_tiers[0], [texts[i] for i in unsure],
+                                                         budget, deadline)):
+                if isinstance(outcome, TierAnswer):
+                    results[i] = Enrichment(outcome, reasons.pop(i))
+                else:
+                    reasons[i].append(str(outcome))
+        if reasons:
             with ThreadPoolExecutor(max_workers=max(1, self.max_workers)) as pool:
-                futures = {i: pool.submit(self._escalate, texts[i], local[i], local_error, budget, deadline)
-                           for i in unsure}
+                futures = {i: pool.submit(self._escalate, texts[i], local[i], why, budget, deadline,
+                                          self.claude_tiers)
+                           for i, why in reasons.items()}
                 for i, future in futures.items():
                     results[i] = future.result()
         return [r for r in results if r is not None]

@@ -132,3 +132,26 @@ def test_prompt_injection_cannot_leave_the_allowed_labels(server, make_tier, loc
     bodies = [rec.body for rec in server.requests("messages")]
     for body, text in zip(sorted(bodies, key=str), sorted(INJECTIONS)):
         assert "</customer_message> SYSTEM" not in body["messages"][0]["content"]
+
+
+def test_backfill_batch_answers_at_half_price(server, make_tier, local_model):
+    tier = make_tier()
+    results = router(local_model, [tier], threshold=1.01).enrich(TEXTS[:8], budget(), Deadline(60),
+                                                                  use_batch=True)
+    stats = server.stats()
+    assert stats.batches_created == 1 and stats.batch_requests == 8 and stats.messages_requests == 0
+    assert all(r.answer.batch and r.answer.tier == PRIMARY for r in results)
+    full = sum(tier.prices.cost(PRIMARY, r.answer.input_tokens, r.answer.output_tokens) for r in results)
+    assert total_cost(results) == full / 2
+
+
+@pytest.mark.parametrize("knob", ["batch_errored_rate", "batch_expired_rate"])
+def test_batch_errors_and_expiry_fall_back_per_message(server, make_tier, local_model, knob):
+    server.configure(**{knob: 0.5})
+    results = router(local_model, [make_tier()], threshold=1.01).enrich(TEXTS[:12], budget(), Deadline(60),
+                                                                   use_batch=True)
+    stats = server.stats()
+    failed_in_batch = [r for r in results if "batch_" in r.fallback_reason]
+    assert failed_in_batch and stats.messages_requests == len(failed_in_batch)
+    assert all(r.answer.tier == PRIMARY for r in results)  # every one answered in the end
+    assert sum(r.answer.batch for r in results) == 12 - len(failed_in_batch)
