@@ -37,7 +37,7 @@ CHARS_PER_TOKEN = 4  # estimate for rate-limit and budget reservations, settled 
 
 class AnswerCache(Protocol):
     def get(self, key: str) -> dict | None: ...
-    def put(self, key: str, model: str, prompt_version: str, response: dict) -> None: ...
+    def put(self, key: str, *, model: str, prompt_version: str, response: dict) -> object: ...
 
 
 class UsageSink(Protocol):
@@ -135,8 +135,10 @@ class ClaudeTier:
 
     def remember(self, text: str, answer: TierAnswer) -> None:
         if self.cache is not None:
-            self.cache.put(cache_key(self.model, text, self.prompt_version), self.model, self.prompt_version,
-                           {"intent": answer.intent, "confidence": answer.confidence, "summary": answer.summary})
+            self.cache.put(cache_key(self.model, text, self.prompt_version), model=self.model,
+                           prompt_version=self.prompt_version,
+                           response={"intent": answer.intent, "confidence": answer.confidence,
+                                     "summary": answer.summary})
 
     def classify(self, text: str, budget: Budget, deadline: Deadline) -> TierAnswer:
         """A valid answer, or TierFailure saying why not. Never raises anything else."""

@@ -73,7 +73,7 @@ class MemoryCache:
     def get(self, key):
         return self.entries.get(key)
 
-    def put(self, key, model, prompt_version, response):
+    def put(self, key, *, model, prompt_version, response):
         self.entries.setdefault(key, response)
 
 
