@@ -9,7 +9,6 @@ come from the routing policy keyed by the validated intent.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import math
@@ -74,12 +73,6 @@ def request_body(model: str, text: str, labels: list[str], max_tokens: int = 256
         "tools": [tool_schema(labels)],
         "tool_choice": {"type": "tool", "name": TOOL_NAME},
     }
-
-
-def cache_key(model: str, text: str, prompt_version: str = PROMPT_VERSION) -> str:
-    """Same model, same prompt version, same normalised text: the same answer, paid once."""
-    text_hash = hashlib.sha256(normalise_text(text).encode()).hexdigest()
-    return hashlib.sha256(f"{model}\x00{prompt_version}\x00{text_hash}".encode()).hexdigest()
 
 
 class InvalidModelOutput(ValueError):

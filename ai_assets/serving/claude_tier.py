@@ -22,7 +22,6 @@ from ai_assets.core.deadline import Deadline, DeadlineExceeded
 from ai_assets.core.llm_prompt import (
     PROMPT_VERSION,
     InvalidModelOutput,
-    cache_key,
     parse_message_content,
     parse_tool_input,
     request_body,
@@ -30,6 +29,7 @@ from ai_assets.core.llm_prompt import (
 from ai_assets.core.pricing import PriceTable
 from ai_assets.core.rate_limit import ConcurrencyLimit, RateLimiter
 from ai_assets.core.retry_policy import RetryPolicy, parse_retry_after
+from ai_assets.ops_db.llm_cache import cache_key
 from ai_assets.serving.outcomes import TierAnswer, TierFailure
 
 CHARS_PER_TOKEN = 4  # estimate for rate-limit and budget reservations, settled after the call
@@ -121,7 +121,7 @@ class ClaudeTier:
     def cached(self, text: str) -> TierAnswer | None:
         if self.cache is None:
             return None
-        hit = self.cache.get(cache_key(self.model, text, self.prompt_version))
+        hit = self.cache.get(cache_key(self.model, self.prompt_version, text))
         if hit is None:
             return None
         try:
@@ -135,7 +135,7 @@ class ClaudeTier:
 
     def remember(self, text: str, answer: TierAnswer) -> None:
         if self.cache is not None:
-            self.cache.put(cache_key(self.model, text, self.prompt_version), model=self.model,
+            self.cache.put(cache_key(self.model, self.prompt_version, text), model=self.model,
                            prompt_version=self.prompt_version,
                            response={"intent": answer.intent, "confidence": answer.confidence,
                                      "summary": answer.summary})

@@ -8,7 +8,6 @@ from ai_assets.core.llm_prompt import (
     SUMMARY_MAX_CHARS,
     TOOL_NAME,
     InvalidModelOutput,
-    cache_key,
     extract_customer_text,
     parse_message_content,
     parse_tool_input,
@@ -99,12 +98,3 @@ def test_message_content_must_be_exactly_one_call_of_our_tool(content, reason):
 def test_message_content_accepts_a_single_valid_call():
     content = [{"type": "text", "text": "Sure."}, {"type": "tool_use", "name": TOOL_NAME, "input": valid()}]
     assert parse_message_content(content, LABELS).intent == "card_arrival"
-
-
-def test_cache_key_depends_on_model_prompt_version_and_normalised_text():
-    base = cache_key("m1", "My card  hasn't arrived")
-    assert cache_key("m1", " My card hasn't arrived ") == base  # same normalised text
-    assert cache_key("m2", "My card  hasn't arrived") != base
-    assert cache_key("m1", "My card  hasn't arrived", prompt_version="intent-v2") != base
-    assert cache_key("m1", "My card has arrived") != base
-    assert len(base) == 64

@@ -1,0 +1,55 @@
+"""The model-serving resource wired to the operations database and the loopback API."""
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from ai_assets.core.dataset import load_categories, split_banking77
+from ai_assets.resources.model_serving import ModelServing
+from ai_assets.resources.ops_database import OpsDatabase
+from ai_assets.serving.router import LOCAL
+from ai_assets.testing import MessagesAPIServer
+from ai_assets.testing.oracle import banking77_labels
+
+LABELS = load_categories()
+TEXTS = [r.text for r in split_banking77()["validation"][:12]]
+
+
+def serving(server, **overrides) -> ModelServing:
+    return ModelServing(anthropic_api_key="test-key", anthropic_base_url=server.base_url,
+                        primary_model="claude-sonnet-4-5", secondary_model="claude-haiku-4-5", **overrides)
+
+
+def test_without_an_api_key_no_llm_tier_exists(tmp_path):
+    db = OpsDatabase(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
+    router = ModelServing().router(None, 0.5, LABELS, db)
+    assert router.claude_tiers == []
+
+
+def test_calls_are_recorded_cached_and_paid_once(tmp_path):
+    db = OpsDatabase(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
+    with MessagesAPIServer(banking77_labels()) as server:
+        config = serving(server)
+        for run in ("run-1", "run-2"):
+            router = config.router(None, 1.01, LABELS, db, run_id=run, partition="2026-11-20")
+            router.claude_tiers = router.claude_tiers[:1]  # the primary alone, for exact counts
+            results = router.enrich(TEXTS, config.budget(db), config.deadline())
+            assert all(r.answer.tier == "claude-sonnet-4-5" for r in results)
+        assert server.stats().messages_requests == len(TEXTS)  # the second run paid for nothing
+    first, second = db.usage.usage_summary("run-1"), db.usage.usage_summary("run-2")
+    assert first.calls == len(TEXTS) and first.cost_usd > 0
+    assert second.cache_hit_rate == 1.0 and second.cost_usd == 0
+
+
+def test_daily_budget_counts_what_earlier_runs_spent(tmp_path):
+    db = OpsDatabase(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
+    db.usage.record(tier="claude-sonnet-4-5", model="claude-sonnet-4-5", cost_usd=Decimal("1.00"),
+                    at=datetime.now(timezone.utc) - timedelta(minutes=5))
+    with MessagesAPIServer(banking77_labels()) as server:
+        config = serving(server, daily_budget_usd=1.0)
+        alerts = []
+        results = config.router(None, 1.01, LABELS, db).enrich(
+            TEXTS[:3], config.budget(db, on_alert=alerts.append), config.deadline())
+        assert server.stats().messages_requests == 0
+    assert all("budget_exhausted" in r.fallback_reason for r in results)
+    assert all(r.answer.tier != LOCAL for r in results)  # no local model here: rules or a person
+    assert alerts and alerts[0].level.value in ("warning", "exhausted")
