@@ -40,6 +40,7 @@ validate: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.intent_model_report
 
 clean:
 	rm -rf var .pytest_cache

@@ -1,0 +1,1 @@
+"""Hand-written out-of-scope messages (see README.md)."""
