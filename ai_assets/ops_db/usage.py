@@ -65,25 +65,20 @@ class TierUsage:
     output_tokens: int = 0
     cost_usd: Decimal = ZERO
 
+    @property
+    def cache_hit_rate(self) -> float:
+        return self.cache_hits / self.calls if self.calls else 0.0
+
 
 @dataclass
-class UsageSummary:
-    run_id: str
-    calls: int = 0
-    cache_hits: int = 0
-    errors: int = 0
-    batch_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: Decimal = ZERO
+class UsageSummary(TierUsage):
+    """A run's totals (the TierUsage fields) with its latency percentiles and breakdowns."""
+
+    run_id: str = ""
     latency_ms_p50: float | None = None
     latency_ms_p95: float | None = None
     by_tier: dict[str, TierUsage] = field(default_factory=dict)
     by_outcome: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def cache_hit_rate(self) -> float:
-        return self.cache_hits / self.calls if self.calls else 0.0
 
 
 def _percentile(sorted_values: list[int], q: float) -> float | None:
