@@ -167,3 +167,70 @@ def backfill(start: datetime, end: datetime) -> None:
     for o in outcomes:
         click.echo(f"{o.partition}: {'success' if o.success else 'FAILED'} (run {o.run_id})")
     sys.exit(0 if all(o.success for o in outcomes) else 1)
+
+
+INTENT_MODEL = "intent_model"
+
+
+def _registry():
+    from ai_assets.ops_db import OpsDb, default_url
+
+    return OpsDb.open(default_url()).registry
+
+
+def _actor() -> str:
+    return os.environ.get("USER") or os.environ.get("LOGNAME") or "cli"
+
+
+@main.group()
+def model() -> None:
+    """The model registry in the operations database (AI_ASSETS_OPS_DB_URL)."""
+
+
+@model.command("list")
+@click.option("--name", default=INTENT_MODEL, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def model_list(name: str, as_json: bool) -> None:
+    """Every version with its status, threshold and validation metrics."""
+    records = _registry().list_versions(name)
+    rows = [{"version": r.version, "status": r.status, "created_at": r.created_at.isoformat(),
+             "promoted_at": r.promoted_at.isoformat() if r.promoted_at else None,
+             "confidence_threshold": r.confidence_threshold, "target_precision": r.target_precision,
+             "metrics": r.metrics, "artifact_uri": r.artifact_uri} for r in records]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1, sort_keys=True))
+        return
+    if not rows:
+        click.echo(f"no versions of {name}")
+    for row in rows:
+        click.echo(f"{name} v{row['version']:<3} {row['status']:<10} threshold={row['confidence_threshold']:.3f} "
+                   f"accuracy={row['metrics'].get('accuracy', '?')} created={row['created_at']}")
+
+
+@model.command()
+@click.argument("version", type=int)
+@click.option("--name", default=INTENT_MODEL, show_default=True)
+@click.option("--reason", required=True, help="Why, for the audit trail.")
+def promote(version: int, name: str, reason: str) -> None:
+    """Make VERSION production; the current production version is retired."""
+    from ai_assets.ops_db import RegistryError
+
+    try:
+        record = _registry().promote(name, version, actor=_actor(), reason=reason)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{name} v{record.version} is production")
+
+
+@model.command()
+@click.option("--name", default=INTENT_MODEL, show_default=True)
+@click.option("--reason", required=True, help="Why, for the audit trail.")
+def rollback(name: str, reason: str) -> None:
+    """Restore the previous production version; the next run uses it."""
+    from ai_assets.ops_db import RegistryError
+
+    try:
+        record = _registry().rollback(name, actor=_actor(), reason=reason)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{name} v{record.version} is production again")
