@@ -41,6 +41,8 @@ validate: install
 bench: install
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.intent_model_report
+	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.local_path
 
 clean:
 	rm -rf var .pytest_cache

@@ -22,6 +22,9 @@ DEMO_FAULTS = ("unparseable=0.01,missing_field=0.01,wrong_type=0.01,duplicate_id
                "empty_text=0.01,overlong_text=0.01,invalid_utf8=0.01,out_of_window=0.01,empty_file=0.01")
 
 
+INTENT_MODEL = "intent_model"
+
+
 def _landing_dir() -> Path:
     from ai_assets.resources import landing_dir
 
@@ -103,11 +106,12 @@ def status(as_json: bool) -> None:
 
 def _print_day_summary(rows: list[dict], day: str) -> bool:
     by_asset = {r["asset"]: r for r in rows if r["partition"] == day}
-    raw, val, qua = (by_asset.get(a) for a in ("raw_messages", "validated_messages", "quarantined_messages"))
-    if not (raw and val and qua):
+    raw, val, qua, enr = (by_asset.get(a) for a in ("raw_messages", "validated_messages", "quarantined_messages",
+                                                     "enriched_messages"))
+    if not (raw and val and qua and enr):
         click.echo(f"{day}: not materialized")
         return False
-    checks = [c for r in (raw, val, qua) for c in r["checks"] if c["partitioned"]]
+    checks = [c for r in (raw, val, qua, enr) for c in r["checks"] if c["partitioned"]]
     failed = [c["name"] for c in checks if c["passed"] is not True]
     m = val["metadata"]
     empty = len(raw["metadata"].get("empty_files", []))
@@ -117,6 +121,10 @@ def _print_day_summary(rows: list[dict], day: str) -> bool:
                f"checks={len(checks) - len(failed)}/{len(checks)} passed")
     for reason, n in qua["metadata"].get("quarantined_by_reason", {}).items():
         click.echo(f"    quarantined {n:>4} x {reason}")
+    e = enr["metadata"]
+    click.echo(f"    enriched {e['dagster/row_count']} by {e['local_model']}: tiers {e['per_tier']}, "
+               f"automated {e['automated']} ({e['automated_share']:.1%}), cost ${e['cost_usd']}, "
+               f"latency p50/p95 {e['latency_ms_p50']}/{e['latency_ms_p95']} ms")
     for name in failed:
         click.echo(f"    CHECK FAILED: {name}")
     return not failed
@@ -129,15 +137,25 @@ def demo(days: int, per_day: int) -> None:
     """Replay the last DAYS days of traffic (the last one with faults), run every asset and
     check for them, and print what happened. Exits non-zero if anything failed."""
     from ai_assets.instance_status import asset_status
-    from ai_assets.pipeline_runs import run_partitions, run_unpartitioned_checks
+    from ai_assets.ops_db import OpsDb, default_url
+    from ai_assets.pipeline_runs import MODEL_TRAINING_JOB, run_job, run_partitions, run_unpartitioned_checks
 
+    instance, defs = _instance(), _defs()
+    production = OpsDb.open(default_url()).registry.get_production(INTENT_MODEL)
+    if production is None:
+        click.echo("No production intent model yet: training one (model_training_job, about a minute) ...")
+        if not run_job(defs, instance, MODEL_TRAINING_JOB).success:
+            click.echo("demo: FAILED (model_training_job; see the run in the UI: make ui)")
+            sys.exit(1)
+        production = OpsDb.open(default_url()).registry.get_production(INTENT_MODEL)
+    click.echo(f"Serving with {production.label}: validation accuracy {production.metrics.get('accuracy')}, "
+               f"{production.metrics.get('coverage')} automated at threshold {production.confidence_threshold:.3f}")
     today = datetime.now(timezone.utc).date()
     start = today - timedelta(days=days)
     _simulate(start, days - 1, per_day, None, None, 7, 0.02)
     _simulate(today - timedelta(days=1), 1, per_day, DEMO_FAULTS, None, 7, 0.02)
     day_keys = [(start + timedelta(days=i)).isoformat() for i in range(days)]
     click.echo(f"Replayed {days} days into {_landing_dir()}; materializing {day_keys[0]}..{day_keys[-1]}")
-    instance, defs = _instance(), _defs()
     runs = run_partitions(defs, instance, day_keys)
     wide = run_unpartitioned_checks(defs, instance)
     rows = asset_status(instance, defs)
@@ -169,7 +187,36 @@ def backfill(start: datetime, end: datetime) -> None:
     sys.exit(0 if all(o.success for o in outcomes) else 1)
 
 
-INTENT_MODEL = "intent_model"
+@main.command()
+@click.option("--data", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Labelled CSV/JSONL with `text` and `category` (oos/out_of_scope: must not be automated).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for machines.")
+def evaluate(path: Path, as_json: bool) -> None:
+    """Run labelled messages through the production routing exactly as live traffic and report
+    accuracy, automation, out-of-scope leakage, tiers, latency and cost."""
+    from uuid import uuid4
+
+    from ai_assets.ops_db import OpsDb, default_url
+    from ai_assets.resources import model_serving_from_env
+    from ai_assets.serving.evaluation import evaluate_file
+    from ai_assets.serving.live import ArtifactError
+
+    try:
+        live = model_serving_from_env(in_dagster=False).live(OpsDb.open(default_url()), run_id=f"evaluate-{uuid4()}")
+        report = evaluate_file(path, live)
+    except (ValueError, ArtifactError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report, indent=1, sort_keys=True))
+        return
+    click.echo(f"{report['n']} messages through {report['local_model']} (threshold "
+               f"{report['confidence_threshold']:.3f}); not servable: {report['not_servable'] or 'none'}")
+    for key in ("accuracy", "macro_f1", "automated_share", "automated_precision", "out_of_scope_automated"):
+        value = report[key]
+        click.echo(f"  {key:<24} {'-' if value is None else f'{value:.4f}'}")
+    click.echo(f"  per tier                 {report['per_tier']}")
+    click.echo(f"  latency ms               {report['latency_ms']}")
+    click.echo(f"  cost                     ${report['cost_usd']} (${report['cost_per_1000_usd']} per 1,000)")
 
 
 def _registry():

@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
 
+from ai_assets.defs.ingestion.checks import freshness_checks
+
 INGESTION_JOB = "ingestion_job"
+MODEL_TRAINING_JOB = "model_training_job"
 # Step-by-step event logs go to the instance (and the UI); the terminal shows warnings only.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -33,10 +36,15 @@ def run_partitions(defs: Definitions, instance: DagsterInstance, days: Iterable[
 
 
 def run_unpartitioned_checks(defs: Definitions, instance: DagsterInstance) -> RunOutcome:
-    """Freshness and other asset-wide checks, the way their sensor runs them."""
-    graph = defs.resolve_asset_graph()
-    keys = [k for k in graph.asset_check_keys if graph.get(k).partitions_def is None]
-    job = define_asset_job("asset_wide_checks", selection=AssetSelection.checks(*keys))
+    """The freshness checks, the way their sensor runs them."""
+    job = define_asset_job("asset_wide_checks", selection=AssetSelection.checks(*freshness_checks))
     resolved = Definitions.merge(defs, Definitions(jobs=[job])).resolve_job_def("asset_wide_checks")
     result = resolved.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
+    return RunOutcome(None, result.run_id, result.success)
+
+
+def run_job(defs: Definitions, instance: DagsterInstance, name: str) -> RunOutcome:
+    """One run of an unpartitioned job, e.g. model_training_job."""
+    result = defs.resolve_job_def(name).execute_in_process(instance=instance, raise_on_error=False,
+                                                            run_config=QUIET_CONSOLE)
     return RunOutcome(None, result.run_id, result.success)

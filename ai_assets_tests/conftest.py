@@ -13,9 +13,20 @@ import pytest
 from dagster import DagsterInstance, Definitions, instance_for_test
 
 from ai_assets.core.dataset import split_banking77
+from ai_assets.core.model_training import TrainedCandidate, first_per_intent, train_candidate
+from ai_assets.core.out_of_scope import load_out_of_scope
+from ai_assets.core.text_encoders import HashingEncoder
 from ai_assets.core.simulator import DayLedger, parse_fault_spec, simulate_day, write_day
 from ai_assets.definitions import build_defs
-from ai_assets.resources import IngestionPolicy, LandingZone, ParquetIOManager
+from ai_assets.ops_db import OpsDb
+from ai_assets.resources import (
+    IngestionPolicy,
+    IntentModelTraining,
+    LandingZone,
+    ModelServing,
+    OpsDatabase,
+    ParquetIOManager,
+)
 
 PG_URL = os.environ.get("AI_ASSETS_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 CHROMIUM = os.environ.get("AI_ASSETS_CHROMIUM", "/usr/bin/chromium")
@@ -36,17 +47,39 @@ class Workspace:
     def storage(self) -> Path:
         return self.root / "storage"
 
-    def defs(self, **policy) -> Definitions:
+    @property
+    def ops_db_url(self) -> str:
+        return f"sqlite:///{self.root / 'ops.db'}"
+
+    def defs(self, serving: ModelServing | None = None, training: IntentModelTraining | None = None,
+             **policy) -> Definitions:
+        """No LLM unless `serving` says so; training is a quick smoke training (hashing encoder,
+        12 rows per intent, floors low enough for it) unless `training` says otherwise."""
         return build_defs({
             "landing_zone": LandingZone(root=str(self.landing)),
             "io_manager": ParquetIOManager(base_dir=str(self.storage)),
             "ingestion_policy": IngestionPolicy(**policy),
+            "ops_database": OpsDatabase(url=self.ops_db_url),
+            "model_serving": serving or ModelServing(),
+            "model_training": training or self.smoke_training(),
         })
 
-    def run(self, defs: Definitions, instance: DagsterInstance, day: date, job: str = "ingestion_job"):
-        """One partition run of `job`, recorded in `instance`; failures are returned, not raised."""
+    def smoke_training(self, **changes) -> IntentModelTraining:
+        settings = dict(models_dir=str(self.root / "models"), encoder="hashing",
+                        rows_per_intent=SMOKE_ROWS_PER_INTENT, min_accuracy=0.5, min_coverage=0.02, max_out_of_scope_automated=0.2)
+        return IntentModelTraining(**{**settings, **changes})
+
+    def run(self, defs: Definitions, instance: DagsterInstance, day: date | None, job: str = "ingestion_job"):
+        """One run of `job` (of `day`'s partition if given), recorded in `instance`; failures
+        are returned, not raised."""
         return defs.resolve_job_def(job).execute_in_process(
-            partition_key=day.isoformat(), instance=instance, raise_on_error=False)
+            partition_key=day.isoformat() if day else None, instance=instance, raise_on_error=False)
+
+    def train(self, defs: Definitions, instance: DagsterInstance):
+        return self.run(defs, instance, None, job="model_training_job")
+
+    def install_model(self, model: "SmokeModel") -> int:
+        return install_model(self.ops_db_url, model)
 
     def simulate(self, day: date, per_day: int = 300, faults: str | None = None,
                  seed: int = 7, pii_rate: float = 0.02) -> DayLedger:
@@ -54,6 +87,38 @@ class Workspace:
                                                parse_fault_spec(faults), seed=seed, pii_rate=pii_rate)
         write_day(self.landing, day, files, resolved, ledger)
         return ledger
+
+
+@dataclass
+class SmokeModel:
+    candidate: TrainedCandidate
+    path: Path
+
+
+SMOKE_ROWS_PER_INTENT = 12
+
+
+def install_model(ops_db_url: str, model: SmokeModel) -> int:
+    """Register `model` in that registry and make it production; its version."""
+    with OpsDb.open(ops_db_url) as db:
+        record = db.registry.register_candidate(
+            "intent_model", metrics=model.candidate.metrics, artifact_uri=str(model.path),
+            training_data_fingerprint=model.candidate.fingerprint,
+            confidence_threshold=model.candidate.model.threshold)
+        db.registry.promote("intent_model", record.version, actor="test", reason="test fixture")
+    return record.version
+
+
+@pytest.fixture(scope="session")
+def smoke_model(tmp_path_factory) -> SmokeModel:
+    """One small real intent model (hashing encoder, 12 rows per intent, ~60% accurate), trained
+    once per test process, for tests about serving rather than about the model's quality."""
+    split = split_banking77()
+    candidate = train_candidate(first_per_intent(split["train"], SMOKE_ROWS_PER_INTENT), split["validation"],
+                                load_out_of_scope("train"), load_out_of_scope("heldout"), encoder=HashingEncoder())
+    path = tmp_path_factory.mktemp("smoke_model") / "intent_model.joblib"
+    candidate.model.save(path)
+    return SmokeModel(candidate, path)
 
 
 @pytest.fixture

@@ -11,14 +11,17 @@ import sys
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, RunsFilter
 
 from ai_assets.core.simulator import FAULT_OUTCOME
-from ai_assets_tests.conftest import REPO_ROOT
+from ai_assets_tests.conftest import REPO_ROOT, install_model
 
 AI_ASSETS = str(Path(sys.executable).with_name("ai-assets"))
-ASSETS = ("quarantined_messages", "raw_messages", "validated_messages")
+ASSETS = ("enriched_messages", "quarantined_messages", "raw_messages", "validated_messages")
+# Columns measured per run (and so different between two runs of the same work).
+MEASURED = ["latency_ms"]
 
 
 class Cli:
@@ -47,6 +50,14 @@ class Cli:
     def storage(self) -> Path:
         return self.data / "storage"
 
+    @property
+    def ops_db_url(self) -> str:
+        return f"sqlite:///{self.data / 'ops.db'}"
+
+    def install_model(self, model) -> int:
+        self.data.mkdir(parents=True, exist_ok=True)
+        return install_model(self.ops_db_url, model)
+
     def status(self) -> list[dict]:
         return json.loads(self("status", "--json").stdout)
 
@@ -58,14 +69,24 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def digest(root: Path) -> dict[str, str]:
-    return {name: hashlib.sha256(data).hexdigest() for name, data in tree_bytes(root).items()}
-
-
 def without_timing(rows: list[dict]) -> list[dict]:
     """Status rows minus what legitimately differs between two runs of the same work."""
     return [{**{k: v for k, v in r.items() if k not in ("materialized_at", "run_id")},
-             "metadata": {k: v for k, v in r["metadata"].items() if k != "duration_ms"}} for r in rows]
+             "metadata": {k: v for k, v in r["metadata"].items()
+                          if k != "duration_ms" and not k.startswith("latency_ms")}} for r in rows]
+
+
+def contents(storage: Path) -> dict[str, str]:
+    """Digest of every partition file; enriched partitions without their measured columns."""
+    out = {}
+    for path in sorted(storage.rglob("*.parquet")):
+        name = str(path.relative_to(storage))
+        if name.startswith("enriched_messages/"):
+            frame = pd.read_parquet(path).drop(columns=MEASURED)
+            out[name] = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+        else:
+            out[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
 
 
 @pytest.fixture
@@ -140,9 +161,10 @@ def test_status_needs_dagster_home(cli):
     assert proc.returncode == 1 and "DAGSTER_HOME is not set" in proc.stderr
 
 
-def test_demo_then_status_json(cli):
+def test_demo_then_status_json(cli, smoke_model):
+    cli.install_model(smoke_model)  # the demo trains one when there is none (make demo does)
     demo = cli("demo", "--days", "3", "--per-day", "200")
-    assert "demo: OK" in demo.stdout
+    assert "demo: OK" in demo.stdout and "Serving with intent_model v1" in demo.stdout
     # The demo replays the last three days (yesterday with faults); read them from its output.
     match = re.search(r"materializing (\d{4}-\d\d-\d\d)\.\.(\d{4}-\d\d-\d\d)", demo.stdout)
     first_day, faulty = (date.fromisoformat(d) for d in match.groups())
@@ -152,6 +174,7 @@ def test_demo_then_status_json(cli):
     faulty = faulty.isoformat()
     for day in days:
         assert f"{day}: files=" in demo.stdout
+    assert demo.stdout.count("by intent_model v1: tiers {'local': ") == 3
 
     rows = cli.status()
     assert isinstance(rows, list)
@@ -171,6 +194,7 @@ def test_demo_then_status_json(cli):
         "raw_messages": {"schema_matches_contract", "volume_within_trailing_band", "freshness_check"},
         "validated_messages": {"quarantine_share_within_ceiling", "counts_balance", "freshness_check"},
         "quarantined_messages": {"quarantine_rows_explained", "freshness_check"},
+        "enriched_messages": {"every_message_enriched_once"},
     }
 
     # The deliberately faulty day: exact counts, equal to what the simulator wrote.
@@ -200,17 +224,18 @@ def test_demo_then_status_json(cli):
     assert "validated_messages" in text and "failed=none" in text and faulty in text
 
 
-def test_backfill_twice_gives_identical_outputs(cli):
+def test_backfill_twice_gives_identical_outputs(cli, smoke_model):
+    cli.install_model(smoke_model)
     cli("simulate", "--start", "2025-03-03", "--days", "3", "--per-day", "200", "--faults", "all=0.02")
     first = cli("backfill", "--start", "2025-03-03", "--end", "2025-03-05")
     for day in ("2025-03-03", "2025-03-04", "2025-03-05"):
         assert f"{day}: success" in first.stdout
-    outputs = digest(cli.storage)
+    outputs = contents(cli.storage)
     assert set(outputs) == {f"{a}/{d}.parquet" for a in ASSETS
                             for d in ("2025-03-03", "2025-03-04", "2025-03-05")}
     before = cli.status()
     cli("backfill", "--start", "2025-03-03", "--end", "2025-03-05")
-    assert digest(cli.storage) == outputs
+    assert contents(cli.storage) == outputs
     after = cli.status()
     assert without_timing(after) == without_timing(before)
 

@@ -19,8 +19,12 @@ PARTITION_CHECKS = {
     ("validated_messages", "quarantine_share_within_ceiling"),
     ("validated_messages", "counts_balance"),
     ("quarantined_messages", "quarantine_rows_explained"),
+    ("enriched_messages", "every_message_enriched_once"),
 }
-BLOCKING = {("validated_messages", "quarantine_share_within_ceiling"), ("validated_messages", "counts_balance")}
+BLOCKING = {("validated_messages", "quarantine_share_within_ceiling"), ("validated_messages", "counts_balance"),
+            ("enriched_messages", "every_message_enriched_once")}
+GROUPS = {"raw_messages": "ingestion", "validated_messages": "ingestion", "quarantined_messages": "ingestion",
+          "enriched_messages": "enrichment", "intent_model": "model", "production_intent_model": "model"}
 
 
 def test_dagster_definitions_validate_passes(tmp_path):
@@ -39,18 +43,21 @@ def test_definitions_load_with_expected_assets_checks_sensors():
     from ai_assets.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
-        "raw_messages", "validated_messages", "quarantined_messages"}
+    assert {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()} == GROUPS
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.partitions_def == daily_partitions and node.group_name == "ingestion"
-        assert "dagster/column_schema" in node.metadata
+        if node.group_name == "model":  # trained and promoted as a whole, not per day
+            assert node.partitions_def is None
+        else:
+            assert node.partitions_def == daily_partitions and "dagster/column_schema" in node.metadata
 
     checks = {(k.asset_key.to_user_string(), k.name): graph.get(k) for k in graph.asset_check_keys}
     freshness = {k for k in checks if k[1] == "freshness_check"}
     assert freshness == {(a, "freshness_check") for a in ("raw_messages", "validated_messages",
                                                           "quarantined_messages")}
-    assert set(checks) - freshness == PARTITION_CHECKS
+    gate = ("intent_model", "candidate_not_worse_than_production")
+    assert checks[gate].blocking and checks[gate].partitions_def is None
+    assert set(checks) - freshness - {gate} == PARTITION_CHECKS
     for key in PARTITION_CHECKS:  # a partitioned asset's checks must read their own day
         assert checks[key].partitions_def == daily_partitions, key
         assert checks[key].blocking is (key in BLOCKING), key
@@ -63,9 +70,12 @@ def test_definitions_load_with_expected_assets_checks_sensors():
 
     job = defs.resolve_job_def("ingestion_job")
     assert job.partitions_def == daily_partitions
-    assert "ingestion_job" in {j.name for j in defs.resolve_all_job_defs()}
-    for resource in ("landing_zone", "io_manager", "ingestion_policy"):
+    assert {"ingestion_job", "model_training_job"} <= {j.name for j in defs.resolve_all_job_defs()}
+    for resource in ("landing_zone", "io_manager", "ingestion_policy", "ops_database", "model_serving",
+                     "model_training"):
         assert resource in defs.resources
     # raw -> validated and quarantined, produced together from the same step.
     assert graph.get(AssetKey("validated_messages")).parent_keys == {AssetKey("raw_messages")}
     assert graph.get(AssetKey("quarantined_messages")).parent_keys == {AssetKey("raw_messages")}
+    assert graph.get(AssetKey("enriched_messages")).parent_keys == {AssetKey("validated_messages"),
+                                                                     AssetKey("production_intent_model")}

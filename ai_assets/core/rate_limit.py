@@ -64,8 +64,10 @@ class RateLimiter:
 
     ``None`` for a limit means unlimited. ``burst_seconds`` sizes each bucket: it holds that
     many seconds' worth of its rate (at least one request), so the limiter releases calls
-    smoothly rather than a whole minute's allowance at once, which is what a server enforcing
-    the same limit with a continuously refilled bucket will accept.
+    smoothly rather than a whole minute's allowance at once. A server enforcing the same limit
+    with its own bucket accepts this only when the client's burst is smaller than the
+    server's: requests arrive a little after the client admits them, and with equal buckets
+    the server's runs empty a moment before the client's (measured: benchmarks/serving.py).
 
     ``tokens`` is the caller's estimate for the call (prompt plus maximum output); when the
     real usage is known, :meth:`settle` gives back (or takes) the difference.

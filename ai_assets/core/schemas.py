@@ -31,3 +31,31 @@ QUARANTINE_COLUMNS: dict[str, str] = {
     "message_id": "string or null",
     "excerpt": "string (first 200 characters, PII-masked)",
 }
+
+# Columns of enriched_messages, in order: one row per validated message.
+ENRICHED_COLUMNS: dict[str, str] = {
+    "message_id": "string",
+    "customer_id": "string",
+    "channel": "string",
+    "received_at": "timestamp[UTC]",
+    "text": "string (as validated: PII-masked)",
+    "intent": "string (one of the 77 intents, out_of_scope, or needs_human)",
+    "confidence": "float (calibrated for the local model; the LLM's own for LLM tiers)",
+    "automated": "bool (may be acted on without a person)",
+    "review_reason": "string or null (why a person must look: below_threshold, out_of_scope, ...)",
+    "queue": "string (routing policy)",
+    "priority": "string (P1 | P2 | P3)",
+    "summary": "string (the LLM's, or a template from the intent for lower tiers)",
+    "tier": "string (local | <claude model> | keyword_rules | human)",
+    "answered_by": "string (model version or name that gave the answer)",
+    "fallback_reason": "string or null (why earlier tiers did not answer)",
+    "latency_ms": "float (measured; varies run to run)",
+    "input_tokens": "int",
+    "output_tokens": "int",
+    "cost_usd": "float",
+    "cache_hit": "bool (LLM answer served from the cache, no call paid)",
+    "batch": "bool (answered through the Message Batches API)",
+    "local_model_version": "string (registry version used, or none)",
+    "prompt_version": "string",
+    "policy_version": "string (routing policy)",
+}

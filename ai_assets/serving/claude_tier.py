@@ -8,6 +8,7 @@ model trips its breaker instead of being hammered.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,7 +105,11 @@ class ClaudeTier:
     clock: Callable[[], float] = time.monotonic
 
     def _estimate(self, text: str) -> tuple[int, Decimal]:
-        tokens = (len(text) + 1200) // CHARS_PER_TOKEN  # the system prompt and tool schema weigh in
+        # Sized from the request itself: the tool schema's label enum alone is ~2,200 characters.
+        body = request_body(self.model, text, self.labels, self.max_output_tokens)
+        chars = len(json.dumps({k: body[k] for k in ("system", "messages", "tools", "tool_choice") if k in body},
+                               separators=(",", ":"), ensure_ascii=False))
+        tokens = -(-chars // CHARS_PER_TOKEN)
         return tokens, self.prices.cost(self.model, tokens, self.max_output_tokens)
 
     def _record(self, answer: TierAnswer | None, outcome: str, latency_ms: float = 0.0) -> None:
@@ -166,7 +171,8 @@ class ClaudeTier:
         return answer
 
     def _attempt(self, text: str, est_tokens: int, deadline: Deadline) -> TierAnswer:
-        with self.breaker.guard(is_failure=lambda e: failure_kind(e) not in {"bad_request", "auth"}):
+        # A 429 is not a broken tier: the limiter's retry-after pause handles it.
+        with self.breaker.guard(is_failure=lambda e: failure_kind(e) not in {"bad_request", "auth", "rate_limited"}):
             reserve = est_tokens + self.max_output_tokens
             if not self.limiter.acquire(reserve, timeout=deadline.remaining()):
                 raise DeadlineExceeded("no rate-limit slot before the deadline")

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
+from ai_assets.core.automation import HUMAN_TIER as HUMAN
+from ai_assets.core.automation import KEYWORD_TIER as KEYWORDS
+from ai_assets.core.automation import LOCAL_TIER as LOCAL
+from ai_assets.core.automation import NEEDS_HUMAN
 from ai_assets.core.budget import Budget
 from ai_assets.core.deadline import Deadline
 from ai_assets.core.keyword_rules import RULE_CONFIDENCE, match_rule
@@ -26,8 +30,7 @@ from ai_assets.serving.claude_batches import classify_batch
 from ai_assets.serving.claude_tier import ClaudeTier
 from ai_assets.serving.outcomes import TierAnswer, TierFailure
 
-NEEDS_HUMAN = "needs_human"
-LOCAL, KEYWORDS, HUMAN = "local", "keyword_rules", "human"
+__all__ = ["HUMAN", "KEYWORDS", "LOCAL", "NEEDS_HUMAN", "Enrichment", "Router", "template_summary", "total_cost"]
 
 
 class LocalModel(Protocol):

@@ -31,6 +31,7 @@ PARTITION_CHECKS = {
     "raw_messages": ["schema_matches_contract", "volume_within_trailing_band"],
     "validated_messages": ["counts_balance", "quarantine_share_within_ceiling"],
     "quarantined_messages": ["quarantine_rows_explained"],
+    "enriched_messages": ["every_message_enriched_once"],
 }
 TERMINAL_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
 TERMINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
@@ -128,7 +129,12 @@ def test_materialize_backfill_and_checks_from_the_ui(browser_page: Page, dagster
     # First, as it is the long pole: the backfill daemon picks it up within ~30 s.
     page.goto(f"{server.url}/locations/ai_assets/jobs/ingestion_job")
     page.get_by_role("button", name="Materialize all…").click()
-    expect(page.get_by_role("dialog")).to_contain_text("Launch runs to materialize 3 assets")
+    # No model has been trained here: the UI warns that enrichment's upstream model is missing
+    # (enriched_messages then routes to keyword rules and people), and the operator goes on.
+    expect(page.get_by_role("dialog")).to_contain_text("production_intent_model")
+    page.get_by_role("dialog").get_by_role("button", name="Confirm", exact=True).click()
+    expect(page.get_by_text("Are you sure?")).to_have_count(0)  # the warning's dialog has closed
+    expect(page.get_by_role("dialog")).to_contain_text("Launch runs to materialize 4 assets")
     choose_partitions(page, f"[{backfill_days[0]}...{backfill_days[-1]}]", "3 partitions")
     shoot(page, screenshots, "10_backfill_dialog")
     page.get_by_role("dialog").get_by_role("button", name="Launch backfill", exact=True).click()

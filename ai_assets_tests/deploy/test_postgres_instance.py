@@ -40,6 +40,7 @@ from ai_assets.defs.ingestion.checks import (
     SCHEMA_MATCHES_CONTRACT,
     VOLUME_WITHIN_TRAILING_BAND,
 )
+from ai_assets.defs.enrichment.checks import EVERY_MESSAGE_ENRICHED_ONCE
 from ai_assets_tests.conftest import REPO_ROOT, Workspace, require_postgres
 
 pytestmark = pytest.mark.postgres
@@ -54,6 +55,7 @@ ALL_CHECKS = {
     "raw_messages": {SCHEMA_MATCHES_CONTRACT, VOLUME_WITHIN_TRAILING_BAND},
     "validated_messages": {QUARANTINE_SHARE_WITHIN_CEILING, COUNTS_BALANCE},
     "quarantined_messages": {QUARANTINE_ROWS_EXPLAINED},
+    "enriched_messages": {EVERY_MESSAGE_ENRICHED_ONCE},
 }
 
 

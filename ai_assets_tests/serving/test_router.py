@@ -77,6 +77,19 @@ def test_circuit_breaker_stops_calling_a_failing_tier(server, make_tier, local_m
     assert sum("circuit_open" in x for x in reasons) == 7
 
 
+def test_rate_limits_pause_the_tier_but_never_open_its_breaker(server, make_tier, local_model):
+    # Five 429s in a row (another client on the same organisation's limit): the limiter's
+    # retry-after pause handles them; the breaker stays closed and the primary answers.
+    server.inject("rate_limit", 5)
+    server.configure(retry_after_s=0)
+    tier = make_tier(failure_threshold=3, max_attempts=1)
+    r = Router(local=local_model, local_threshold=1.01, claude_tiers=[tier], max_workers=1)
+    results = r.enrich(TEXTS[:8], budget(), Deadline(60))
+    assert tier.breaker.state == "closed"
+    assert [res.answer.tier for res in results].count(PRIMARY) == 3
+    assert not any("circuit_open" in res.fallback_reason for res in results)
+
+
 def test_budget_exhausted_makes_no_paid_call(server, make_tier, local_model):
     results = router(local_model, [make_tier()], threshold=1.01).enrich(
         TEXTS[:5], budget(daily="0.000001"), Deadline(60))

@@ -1,0 +1,74 @@
+"""Training one candidate intent model and measuring it the way the promotion gate judges it.
+
+Pure logic, no Dagster: `intent_model` calls `train_candidate` and stores the result in the
+registry. The threshold is fixed on the validation split for the target precision; the
+hand-written `heldout` out-of-scope messages (never trained on) measure how many
+out-of-scope messages the candidate would automate.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ai_assets.core.dataset import LabelledText
+from ai_assets.core.intent_model import IntentModel, TextEncoder, evaluate
+from ai_assets.core.out_of_scope import OUT_OF_SCOPE
+
+
+@dataclass(frozen=True)
+class TrainedCandidate:
+    model: IntentModel
+    metrics: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.model.info["training_fingerprint"]
+
+
+def first_per_intent(rows: Sequence[LabelledText], per_intent: int) -> list[LabelledText]:
+    """At most `per_intent` rows of each intent, in the given order (0: all rows)."""
+    if per_intent <= 0:
+        return list(rows)
+    seen: dict[str, int] = defaultdict(int)
+    out = []
+    for row in rows:
+        if seen[row.category] < per_intent:
+            seen[row.category] += 1
+            out.append(row)
+    return out
+
+
+def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def train_candidate(train: Sequence[LabelledText], validation: Sequence[LabelledText],
+                    oos_train: Sequence[str], oos_heldout: Sequence[str], *, encoder: TextEncoder,
+                    seed: int = 0, target_precision: float = 0.98) -> TrainedCandidate:
+    model = IntentModel.train([r.text for r in train], [r.category for r in train], oos_train,
+                              seed=seed, encoder=encoder)
+    val_texts, val_labels = [r.text for r in validation], [r.category for r in validation]
+    model.select_threshold(val_texts, val_labels, target_precision)
+    on_validation = evaluate(model, val_texts, val_labels, target=target_precision)
+    on_oos = evaluate(model, list(oos_heldout), [OUT_OF_SCOPE] * len(oos_heldout))
+    metrics = {
+        "accuracy": on_validation["accuracy"],
+        "macro_f1": on_validation["macro_f1"],
+        # Share of validation messages automated at the threshold, and how often they were right.
+        "coverage": on_validation["automated_share"],
+        "automated_precision": on_validation["automated_precision"],
+        "ece": on_validation["ece"],
+        "out_of_scope_automated": on_oos["out_of_scope_automated"],
+        "out_of_scope_recall": on_oos["out_of_scope_recall"],
+        "n_validation": len(validation),
+        "n_out_of_scope_heldout": len(oos_heldout),
+        "n_train": model.info["n_train"],
+        "n_out_of_scope_train": model.info["n_out_of_scope"],
+        "encoder": model.info["encoder"],
+        "training_seconds": model.info["training_seconds"],
+        "seed": seed,
+    }
+    return TrainedCandidate(model, _rounded(metrics))

@@ -1,0 +1,43 @@
+"""The promotion gate: a blocking check between training and production."""
+
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
+
+from ai_assets.core.promotion import gate_failures
+from ai_assets.defs.model.assets import intent_model, version_trained_in_run
+from ai_assets.resources.model_training import IntentModelTraining
+from ai_assets.resources.ops_database import OpsDatabase
+from ai_assets.serving.live import INTENT_MODEL
+
+PROMOTION_GATE = "candidate_not_worse_than_production"
+
+
+@asset_check(asset=intent_model, name=PROMOTION_GATE, blocking=True,
+             description="Blocks promotion of a candidate whose validation accuracy or coverage at the "
+                         "target precision is worse than production's or below the floors, or which "
+                         "automates too many held-out out-of-scope messages.")
+def candidate_not_worse_than_production(context: AssetCheckExecutionContext, model_training: IntentModelTraining,
+                                        ops_database: OpsDatabase) -> AssetCheckResult:
+    registry = ops_database.db().registry
+    candidate = registry.get(INTENT_MODEL, version_trained_in_run(context, intent_model.key))
+    production = registry.get_production(INTENT_MODEL)
+    failures = gate_failures(candidate.metrics, production.metrics if production else None,
+                             model_training.gate_rules())
+    keys = ("accuracy", "coverage", "out_of_scope_automated")
+    return AssetCheckResult(
+        passed=not failures,
+        severity=AssetCheckSeverity.ERROR,
+        description="; ".join(failures) or f"{candidate.label} may replace "
+                                           f"{production.label if production else 'nothing (first version)'}",
+        metadata={
+            "candidate": candidate.label,
+            "production": production.label if production else "none",
+            "candidate_metrics": MetadataValue.json({k: candidate.metrics.get(k) for k in keys}),
+            "production_metrics": MetadataValue.json({k: production.metrics.get(k) for k in keys}
+                                                     if production else {}),
+            "rules": MetadataValue.json(model_training.gate_rules().__dict__),
+            "failures": MetadataValue.json(failures),
+        },
+    )
+
+
+model_checks = [candidate_not_worse_than_production]

@@ -1,0 +1,24 @@
+"""The promotion gate's rules."""
+
+from ai_assets.core.promotion import GateRules, gate_failures
+
+RULES = GateRules(min_accuracy=0.9, min_coverage=0.8, max_out_of_scope_automated=0.01, tolerance=0.0)
+GOOD = {"accuracy": 0.93, "coverage": 0.86, "out_of_scope_automated": 0.0}
+
+
+def test_first_version_needs_only_the_floors():
+    assert gate_failures(GOOD, None, RULES) == []
+    assert gate_failures({**GOOD, "accuracy": 0.89}, None, RULES) == ["accuracy 0.8900 is below the floor 0.9000"]
+
+
+def test_equal_to_production_passes_worse_fails():
+    assert gate_failures(GOOD, GOOD, RULES) == []
+    failures = gate_failures({**GOOD, "coverage": 0.85}, GOOD, RULES)
+    assert failures == ["coverage 0.8500 is worse than production's 0.8600"]
+    assert gate_failures({**GOOD, "coverage": 0.855}, GOOD, GateRules(tolerance=0.01)) == []
+
+
+def test_out_of_scope_leakage_and_missing_metrics_fail():
+    failures = gate_failures({"accuracy": 0.95, "out_of_scope_automated": 0.02}, GOOD, RULES)
+    assert failures == ["candidate has no coverage metric",
+                        "automates 0.0200 of held-out out-of-scope messages (at most 0.0100)"]

@@ -1,0 +1,64 @@
+"""`ai-assets evaluate` on an operator's labelled file, through the production routing."""
+
+import csv
+import json
+
+from ai_assets.core.dataset import split_banking77
+from ai_assets.core.out_of_scope import load_out_of_scope
+from ai_assets.testing import MessagesAPIServer
+from ai_assets.testing.oracle import banking77_labels
+from ai_assets_tests.test_cli import Cli  # noqa: F401  (fixture `cli` below)
+from ai_assets_tests.test_cli import cli  # noqa: F401
+
+KEYS = {"accuracy", "macro_f1", "automated_share", "automated_precision", "out_of_scope_automated",
+        "per_tier", "latency_ms", "cost_usd"}
+
+
+def labelled_csv(path, rows):
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "category"])
+        writer.writerows(rows)
+    return path
+
+
+def sample(n_in=60, n_oos=20):
+    # Rows from outside the training split, and out-of-scope messages never trained on.
+    return [(r.text, r.category) for r in split_banking77()["replay"][:n_in]] + \
+        [(t, "oos") for t in load_out_of_scope("heldout")[:n_oos]]
+
+
+def test_evaluate_json_reports_what_live_routing_does(cli, smoke_model, tmp_path):
+    cli.install_model(smoke_model)
+    data = labelled_csv(tmp_path / "labelled.csv", sample() + [("   ", "card_arrival")])
+    report = json.loads(cli("evaluate", "--data", str(data), "--json").stdout)
+    assert KEYS <= set(report)
+    assert report["n"] == 80 and report["n_out_of_scope"] == 20 and report["rows_in_file"] == 81
+    assert report["not_servable"] == {"empty_text": 1}
+    assert report["per_tier"] == {"local": 80} and report["cost_usd"] == "0.000000"
+    assert report["local_model"] == "intent_model v1"
+    assert 0.3 < report["accuracy"] < 1 and 0 < report["macro_f1"] < 1
+    assert report["automated_share"] < 0.5  # the smoke model is unsure of most messages
+    assert report["automated_precision"] is None or report["automated_precision"] > 0.8
+    assert report["out_of_scope_automated"] <= 0.1
+    assert report["latency_ms"]["p95"] >= report["latency_ms"]["p50"] > 0
+
+
+def test_evaluate_with_the_llm_tier_pays_for_the_unsure_ones(cli, smoke_model, tmp_path):
+    cli.install_model(smoke_model)
+    data = labelled_csv(tmp_path / "labelled.csv", sample(30, 5))
+    with MessagesAPIServer(banking77_labels()) as server:
+        report = json.loads(cli("evaluate", "--data", str(data), "--json", ANTHROPIC_API_KEY="test-key",
+                                ANTHROPIC_BASE_URL=server.base_url).stdout)
+        calls = server.stats().messages_requests
+    llm_rows = sum(n for tier, n in report["per_tier"].items() if tier.startswith("claude"))
+    assert llm_rows > 0 and calls > 0 and float(report["cost_usd"]) > 0
+    text = cli("evaluate", "--data", str(data)).stdout
+    assert "accuracy" in text and "out_of_scope_automated" in text and "per 1,000" in text
+
+
+def test_evaluate_refuses_rows_without_a_category(cli, smoke_model, tmp_path):
+    cli.install_model(smoke_model)
+    data = labelled_csv(tmp_path / "labelled.csv", [("where is my card", "card_arrival"), ("hello", "")])
+    proc = cli("evaluate", "--data", str(data), check=False)
+    assert proc.returncode == 1 and "1 record(s) have no category, first is record 2" in proc.stderr
