@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/var/dagster_home
 export AI_ASSETS_DATA_DIR ?= $(CURDIR)/var
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test ui bench validate status clean
+.PHONY: install demo test ui bench chaos validate status clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required, found " + sys.version'
@@ -43,6 +43,12 @@ bench: install
 	$(BIN)/python -m benchmarks.intent_model_report
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.local_path
+	$(BIN)/python -m benchmarks.actions
 
 clean:
 	rm -rf var .pytest_cache
+
+# Kill the run, cut the database, stop the mail server, change the policy — mid-action — and
+# count lost, duplicated and half-done actions on SQLite and PostgreSQL. Non-zero exit if any.
+chaos: install
+	$(BIN)/python -m ai_assets.testing.chaos

@@ -3,11 +3,15 @@
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from ai_assets.core.intent_model import INTENT_MODEL
 from ai_assets.core.simulator import (
     FaultSpecError,
     load_replay_source,
@@ -16,13 +20,13 @@ from ai_assets.core.simulator import (
     write_day,
 )
 
+if TYPE_CHECKING:  # imported lazily at run time: the CLI starts fast
+    from ai_assets.ops_db import ModelRegistry
+
 # The demo's faulty day: every row-level fault that should be quarantined or de-duplicated,
 # plus an empty file. Schema-change faults are left to the tests: they fail a warning check.
 DEMO_FAULTS = ("unparseable=0.01,missing_field=0.01,wrong_type=0.01,duplicate_id=0.01,"
                "empty_text=0.01,overlong_text=0.01,invalid_utf8=0.01,out_of_window=0.01,empty_file=0.01")
-
-
-INTENT_MODEL = "intent_model"
 
 
 def _landing_dir() -> Path:
@@ -106,12 +110,13 @@ def status(as_json: bool) -> None:
 
 def _print_day_summary(rows: list[dict], day: str) -> bool:
     by_asset = {r["asset"]: r for r in rows if r["partition"] == day}
-    raw, val, qua, enr = (by_asset.get(a) for a in ("raw_messages", "validated_messages", "quarantined_messages",
-                                                     "enriched_messages"))
-    if not (raw and val and qua and enr):
+    raw, val, qua, enr, tri, act, out = (by_asset.get(a) for a in (
+        "raw_messages", "validated_messages", "quarantined_messages", "enriched_messages", "triage_decisions",
+        "case_actions", "outbox_deliveries"))
+    if not (raw and val and qua and enr and tri and act and out):
         click.echo(f"{day}: not materialized")
         return False
-    checks = [c for r in (raw, val, qua, enr) for c in r["checks"] if c["partitioned"]]
+    checks = [c for r in (raw, val, qua, enr, tri, act, out) for c in r["checks"] if c["partitioned"]]
     failed = [c["name"] for c in checks if c["passed"] is not True]
     m = val["metadata"]
     empty = len(raw["metadata"].get("empty_files", []))
@@ -125,6 +130,10 @@ def _print_day_summary(rows: list[dict], day: str) -> bool:
     click.echo(f"    enriched {e['dagster/row_count']} by {e['local_model']}: tiers {e['per_tier']}, "
                f"automated {e['automated']} ({e['automated_share']:.1%}), cost ${e['cost_usd']}, "
                f"latency p50/p95 {e['latency_ms_p50']}/{e['latency_ms_p95']} ms")
+    a, o = act["metadata"], out["metadata"]
+    click.echo(f"    decisions {tri['metadata']['decisions']}: acted {a['acted']}, review {a['review']}, "
+               f"conflict {a['conflict']}, already done {a['already_done']}; outbox delivered {o['delivered']}, "
+               f"pending {o['pending']}, dead {o['dead']}")
     for name in failed:
         click.echo(f"    CHECK FAILED: {name}")
     return not failed
@@ -137,17 +146,19 @@ def demo(days: int, per_day: int) -> None:
     """Replay the last DAYS days of traffic (the last one with faults), run every asset and
     check for them, and print what happened. Exits non-zero if anything failed."""
     from ai_assets.instance_status import asset_status
-    from ai_assets.ops_db import OpsDb, default_url
     from ai_assets.pipeline_runs import MODEL_TRAINING_JOB, run_job, run_partitions, run_unpartitioned_checks
+    from ai_assets.resources import action_settings_from_env
 
     instance, defs = _instance(), _defs()
-    production = OpsDb.open(default_url()).registry.get_production(INTENT_MODEL)
+    with _registry() as registry:
+        production = registry.get_production(INTENT_MODEL)
     if production is None:
         click.echo("No production intent model yet: training one (model_training_job, about a minute) ...")
         if not run_job(defs, instance, MODEL_TRAINING_JOB).success:
             click.echo("demo: FAILED (model_training_job; see the run in the UI: make ui)")
             sys.exit(1)
-        production = OpsDb.open(default_url()).registry.get_production(INTENT_MODEL)
+        with _registry() as registry:
+            production = registry.get_production(INTENT_MODEL)
     click.echo(f"Serving with {production.label}: validation accuracy {production.metrics.get('accuracy')}, "
                f"{production.metrics.get('coverage')} automated at threshold {production.confidence_threshold:.3f}")
     today = datetime.now(timezone.utc).date()
@@ -162,6 +173,10 @@ def demo(days: int, per_day: int) -> None:
     ok = all(r.success for r in runs) and wide.success
     for day in day_keys:
         ok = _print_day_summary(rows, day) and ok
+    settings = action_settings_from_env(in_dagster=False)
+    click.echo(f"Customer e-mail went to {settings.smtp_host or Path(settings.outbox_dir) / 'mail'}; case events to "
+               f"{settings.webhook_url or Path(settings.outbox_dir) / 'events'}. "
+               "`ai-assets audit MESSAGE_ID` tells one message's story.")
     wide_checks = {c["name"]: c["passed"] for r in rows for c in r["checks"] if not c["partitioned"]}
     for name, passed in sorted(wide_checks.items()):
         click.echo(f"asset-wide check {name}: {'passed' if passed else 'FAILED'}")
@@ -191,19 +206,21 @@ def backfill(start: datetime, end: datetime) -> None:
 @click.option("--data", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Labelled CSV/JSONL with `text` and `category` (oos/out_of_scope: must not be automated).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for machines.")
-def evaluate(path: Path, as_json: bool) -> None:
+@click.option("--budget-usd", type=click.FloatRange(min=0), default=None,
+              help="This evaluation's own LLM budget [default: AI_ASSETS_LLM_RUN_BUDGET_USD]. "
+                   "Evaluations do not count toward live traffic's daily budget.")
+def evaluate(path: Path, as_json: bool, budget_usd: float | None) -> None:
     """Run labelled messages through the production routing exactly as live traffic and report
     accuracy, automation, out-of-scope leakage, tiers, latency and cost."""
-    from uuid import uuid4
-
     from ai_assets.ops_db import OpsDb, default_url
-    from ai_assets.resources import model_serving_from_env
+    from ai_assets.resources import ingestion_policy_from_env, model_serving_from_env
     from ai_assets.serving.evaluation import evaluate_file
     from ai_assets.serving.live import ArtifactError
 
     try:
-        live = model_serving_from_env(in_dagster=False).live(OpsDb.open(default_url()), run_id=f"evaluate-{uuid4()}")
-        report = evaluate_file(path, live)
+        with OpsDb.open(default_url()) as db:
+            live = model_serving_from_env(in_dagster=False).evaluation(db, budget_usd)
+            report = evaluate_file(path, live, max_text_chars=ingestion_policy_from_env().max_text_chars)
     except (ValueError, ArtifactError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
@@ -219,10 +236,13 @@ def evaluate(path: Path, as_json: bool) -> None:
     click.echo(f"  cost                     ${report['cost_usd']} (${report['cost_per_1000_usd']} per 1,000)")
 
 
-def _registry():
+@contextmanager
+def _registry() -> Iterator["ModelRegistry"]:
+    """The registry of the operations database; its connections are closed afterwards."""
     from ai_assets.ops_db import OpsDb, default_url
 
-    return OpsDb.open(default_url()).registry
+    with OpsDb.open(default_url()) as db:
+        yield db.registry
 
 
 def _actor() -> str:
@@ -239,7 +259,8 @@ def model() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def model_list(name: str, as_json: bool) -> None:
     """Every version with its status, threshold and validation metrics."""
-    records = _registry().list_versions(name)
+    with _registry() as registry:
+        records = registry.list_versions(name)
     rows = [{"version": r.version, "status": r.status, "created_at": r.created_at.isoformat(),
              "promoted_at": r.promoted_at.isoformat() if r.promoted_at else None,
              "confidence_threshold": r.confidence_threshold, "target_precision": r.target_precision,
@@ -263,7 +284,8 @@ def promote(version: int, name: str, reason: str) -> None:
     from ai_assets.ops_db import RegistryError
 
     try:
-        record = _registry().promote(name, version, actor=_actor(), reason=reason)
+        with _registry() as registry:
+            record = registry.promote(name, version, actor=_actor(), reason=reason)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{name} v{record.version} is production")
@@ -277,7 +299,18 @@ def rollback(name: str, reason: str) -> None:
     from ai_assets.ops_db import RegistryError
 
     try:
-        record = _registry().rollback(name, actor=_actor(), reason=reason)
+        with _registry() as registry:
+            record = registry.rollback(name, actor=_actor(), reason=reason)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{name} v{record.version} is production again")
+
+
+def _register_action_commands() -> None:
+    from ai_assets.cli_actions import audit, outbox
+
+    main.add_command(audit)
+    main.add_command(outbox)
+
+
+_register_action_commands()

@@ -4,6 +4,8 @@ from collections.abc import Mapping
 
 from dagster import Definitions, in_process_executor
 
+from ai_assets.defs.actions.assets import case_actions, outbox_deliveries, triage_decisions
+from ai_assets.defs.actions.checks import action_checks
 from ai_assets.defs.enrichment.assets import enriched_messages
 from ai_assets.defs.enrichment.checks import enrichment_checks
 from ai_assets.defs.ingestion.assets import raw_messages, validate_messages
@@ -18,8 +20,9 @@ from ai_assets.resources import build_resources
 def build_defs(resources: Mapping[str, object]) -> Definitions:
     """All definitions with the given resources; tests pass their own, `defs` uses the env's."""
     return Definitions(
-        assets=[raw_messages, validate_messages, intent_model, production_intent_model, enriched_messages],
-        asset_checks=[*partition_checks, *freshness_checks, *model_checks, *enrichment_checks],
+        assets=[raw_messages, validate_messages, intent_model, production_intent_model, enriched_messages,
+                triage_decisions, case_actions, outbox_deliveries],
+        asset_checks=[*partition_checks, *freshness_checks, *model_checks, *enrichment_checks, *action_checks],
         jobs=[ingestion_job, model_training_job],
         schedules=[daily_ingestion_schedule],
         sensors=[landing_zone_sensor, freshness_sensor],

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
 
 from ai_assets.defs.ingestion.checks import freshness_checks
+from ai_assets.defs.ingestion.sensors import ingestion_job
+from ai_assets.defs.model.jobs import model_training_job
 
-INGESTION_JOB = "ingestion_job"
-MODEL_TRAINING_JOB = "model_training_job"
+INGESTION_JOB = ingestion_job.name
+MODEL_TRAINING_JOB = model_training_job.name
 # Step-by-step event logs go to the instance (and the UI); the terminal shows warnings only.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

@@ -20,6 +20,7 @@ from ai_assets.core.simulator import DayLedger, parse_fault_spec, simulate_day, 
 from ai_assets.definitions import build_defs
 from ai_assets.ops_db import OpsDb
 from ai_assets.resources import (
+    ActionSettings,
     IngestionPolicy,
     IntentModelTraining,
     LandingZone,
@@ -38,6 +39,7 @@ class Workspace:
     """A data directory with its landing zone and asset storage, and Definitions bound to it."""
 
     root: Path
+    db_url: str | None = None  # the operations database; a SQLite file in `root` by default
 
     @property
     def landing(self) -> Path:
@@ -49,12 +51,22 @@ class Workspace:
 
     @property
     def ops_db_url(self) -> str:
-        return f"sqlite:///{self.root / 'ops.db'}"
+        return self.db_url or f"sqlite:///{self.root / 'ops.db'}"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "outbox"
+
+    def action_settings(self, **changes) -> ActionSettings:
+        """File sinks under `outbox`, and retries short enough for a test."""
+        settings = dict(outbox_dir=str(self.outbox), base_backoff_s=0.05, max_backoff_s=0.2, delivery_deadline_s=3.0)
+        return ActionSettings(**{**settings, **changes})
 
     def defs(self, serving: ModelServing | None = None, training: IntentModelTraining | None = None,
-             **policy) -> Definitions:
+             actions: ActionSettings | None = None, **policy) -> Definitions:
         """No LLM unless `serving` says so; training is a quick smoke training (hashing encoder,
-        12 rows per intent, floors low enough for it) unless `training` says otherwise."""
+        12 rows per intent, floors low enough for it) unless `training` says otherwise; outbox
+        to files unless `actions` says otherwise."""
         return build_defs({
             "landing_zone": LandingZone(root=str(self.landing)),
             "io_manager": ParquetIOManager(base_dir=str(self.storage)),
@@ -62,6 +74,7 @@ class Workspace:
             "ops_database": OpsDatabase(url=self.ops_db_url),
             "model_serving": serving or ModelServing(),
             "model_training": training or self.smoke_training(),
+            "action_settings": actions or self.action_settings(),
         })
 
     def smoke_training(self, **changes) -> IntentModelTraining:

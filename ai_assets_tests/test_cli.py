@@ -19,7 +19,8 @@ from ai_assets.core.simulator import FAULT_OUTCOME
 from ai_assets_tests.conftest import REPO_ROOT, install_model
 
 AI_ASSETS = str(Path(sys.executable).with_name("ai-assets"))
-ASSETS = ("enriched_messages", "quarantined_messages", "raw_messages", "validated_messages")
+ASSETS = ("case_actions", "enriched_messages", "outbox_deliveries", "quarantined_messages", "raw_messages",
+          "triage_decisions", "validated_messages")
 # Columns measured per run (and so different between two runs of the same work).
 MEASURED = ["latency_ms"]
 
@@ -69,11 +70,17 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def without_timing(rows: list[dict]) -> list[dict]:
+# What the action steps did in this run (a re-run finds everything done): asserted separately.
+RUN_SPECIFIC = frozenset({"acted", "review", "conflict", "already_done", "actions_per_second", "attempted",
+                          "delivered", "failed_will_retry", "dead"})
+
+
+def without_timing(rows: list[dict], also: frozenset[str] = frozenset()) -> list[dict]:
     """Status rows minus what legitimately differs between two runs of the same work."""
     return [{**{k: v for k, v in r.items() if k not in ("materialized_at", "run_id")},
              "metadata": {k: v for k, v in r["metadata"].items()
-                          if k != "duration_ms" and not k.startswith("latency_ms")}} for r in rows]
+                          if k != "duration_ms" and not k.startswith("latency_ms") and k not in also}}
+            for r in rows]
 
 
 def contents(storage: Path) -> dict[str, str]:
@@ -81,7 +88,7 @@ def contents(storage: Path) -> dict[str, str]:
     out = {}
     for path in sorted(storage.rglob("*.parquet")):
         name = str(path.relative_to(storage))
-        if name.startswith("enriched_messages/"):
+        if name.startswith(("enriched_messages/", "triage_decisions/")):
             frame = pd.read_parquet(path).drop(columns=MEASURED)
             out[name] = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
         else:
@@ -175,6 +182,11 @@ def test_demo_then_status_json(cli, smoke_model):
     for day in days:
         assert f"{day}: files=" in demo.stdout
     assert demo.stdout.count("by intent_model v1: tiers {'local': ") == 3
+    # The demo acts on its days: cases, and e-mail delivered to the file sink it names.
+    acted = [int(n) for n in re.findall(r"acted (\d+), review \d+, conflict 0, already done 0; "
+                                        r"outbox delivered \d+, pending 0, dead 0", demo.stdout)]
+    assert len(acted) == 3 and sum(acted) > 0
+    assert len(list((cli.data / "outbox" / "mail").glob("*.eml"))) == sum(acted)
 
     rows = cli.status()
     assert isinstance(rows, list)
@@ -195,6 +207,9 @@ def test_demo_then_status_json(cli, smoke_model):
         "validated_messages": {"quarantine_share_within_ceiling", "counts_balance", "freshness_check"},
         "quarantined_messages": {"quarantine_rows_explained", "freshness_check"},
         "enriched_messages": {"every_message_enriched_once"},
+        "triage_decisions": {"every_message_triaged_once"},
+        "case_actions": {"every_decision_acted_once"},
+        "outbox_deliveries": {"no_dead_letters"},
     }
 
     # The deliberately faulty day: exact counts, equal to what the simulator wrote.
@@ -231,13 +246,19 @@ def test_backfill_twice_gives_identical_outputs(cli, smoke_model):
     for day in ("2025-03-03", "2025-03-04", "2025-03-05"):
         assert f"{day}: success" in first.stdout
     outputs = contents(cli.storage)
-    assert set(outputs) == {f"{a}/{d}.parquet" for a in ASSETS
+    assert set(outputs) == {f"{a}/{d}.parquet" for a in ASSETS if a != "outbox_deliveries"  # no stored value
                             for d in ("2025-03-03", "2025-03-04", "2025-03-05")}
     before = cli.status()
     cli("backfill", "--start", "2025-03-03", "--end", "2025-03-05")
     assert contents(cli.storage) == outputs
     after = cli.status()
-    assert without_timing(after) == without_timing(before)
+    # The second backfill acted on nothing (found every message done); the rest is identical.
+    for row in after:
+        if row["asset"] == "case_actions":
+            assert row["metadata"]["already_done"] == row["metadata"]["rows_in"] > 0
+        if row["asset"] == "outbox_deliveries":
+            assert row["metadata"]["attempted"] == 0 and row["metadata"]["pending"] == 0
+    assert without_timing(after, RUN_SPECIFIC) == without_timing(before, RUN_SPECIFIC)
 
     with DagsterInstance.from_config(str(cli.home)) as instance:
         runs = instance.get_runs(RunsFilter(tags={"ai_assets/backfill": "2025-03-03..2025-03-05"}))

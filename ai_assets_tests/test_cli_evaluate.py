@@ -2,11 +2,22 @@
 
 import csv
 import json
+from datetime import date
+from decimal import Decimal
+
+import pandas as pd
+import pytest
 
 from ai_assets.core.dataset import split_banking77
 from ai_assets.core.out_of_scope import load_out_of_scope
+from ai_assets.core.schemas import MAX_TEXT_CHARS
+from ai_assets.core.validation import validate_partition
+from ai_assets.ops_db import OpsDb
+from ai_assets.resources import ModelServing
+from ai_assets.serving.evaluation import evaluate_file
 from ai_assets.testing import MessagesAPIServer
 from ai_assets.testing.oracle import banking77_labels
+from ai_assets_tests.conftest import install_model
 from ai_assets_tests.test_cli import Cli  # noqa: F401  (fixture `cli` below)
 from ai_assets_tests.test_cli import cli  # noqa: F401
 
@@ -55,6 +66,46 @@ def test_evaluate_with_the_llm_tier_pays_for_the_unsure_ones(cli, smoke_model, t
     assert llm_rows > 0 and calls > 0 and float(report["cost_usd"]) > 0
     text = cli("evaluate", "--data", str(data)).stdout
     assert "accuracy" in text and "out_of_scope_automated" in text and "per 1,000" in text
+    # Evaluations are recorded with their cost, but live traffic may still spend its whole day.
+    with OpsDb.open(cli.ops_db_url) as db:
+        assert db.usage.spent_usd() >= Decimal(report["cost_usd"]) > 0
+        assert ModelServing().budget(db).daily_spent == 0
+
+
+def test_evaluate_stays_within_its_own_budget(cli, smoke_model, tmp_path):
+    cli.install_model(smoke_model)
+    data = labelled_csv(tmp_path / "labelled.csv", sample(10, 2))
+    with MessagesAPIServer(banking77_labels()) as server:
+        report = json.loads(cli("evaluate", "--data", str(data), "--json", "--budget-usd", "0",
+                                ANTHROPIC_API_KEY="test-key", ANTHROPIC_BASE_URL=server.base_url).stdout)
+        assert server.stats().messages_requests == 0
+    assert report["per_tier"] == {"local": 12} and report["cost_usd"] == "0.000000"
+
+
+@pytest.mark.parametrize("max_text_chars", [MAX_TEXT_CHARS, 120])
+def test_evaluate_serves_exactly_the_rows_live_validation_accepts(tmp_path, smoke_model, max_text_chars):
+    """The length contract applies to the normalised text before PII masking (which shortens
+    it), with the ingestion policy's limit, as in validated_messages."""
+    card = "my card 4111 1111 1111 1111 was declined "  # masked to "[CARD]": 13 characters fewer
+    texts = {
+        "at_the_limit": card + "x" * (max_text_chars - len(card)),
+        "over_until_masked": card + "x" * (max_text_chars + 5 - len(card)),
+        "short": "where is my new card?",
+        "blank": "  \t ",
+    }
+    data = labelled_csv(tmp_path / "labelled.csv", [(t, "card_arrival") for t in texts.values()])
+    url = f"sqlite:///{tmp_path / 'ops.db'}"
+    install_model(url, smoke_model)
+    with OpsDb.open(url) as db:
+        report = evaluate_file(data, ModelServing().live(db), max_text_chars=max_text_chars)
+    assert report["n"] == 2 and report["not_servable"] == {"empty_text": 1, "overlong_text": 1}
+
+    day = date(2025, 3, 3)
+    raw = pd.DataFrame([{"source_file": "app.jsonl", "line": n, "parse_error": None, "raw": json.dumps({
+        "message_id": f"m{n}", "customer_id": "c1", "channel": "app", "received_at": "2025-03-03T09:00:00+00:00",
+        "text": text})} for n, text in enumerate(texts.values(), start=1)])
+    live = validate_partition(raw, day, max_text_chars)  # what validated_messages does with the policy's
+    assert len(live.validated) == report["n"] and len(live.quarantined) == 2
 
 
 def test_evaluate_refuses_rows_without_a_category(cli, smoke_model, tmp_path):

@@ -20,11 +20,17 @@ PARTITION_CHECKS = {
     ("validated_messages", "counts_balance"),
     ("quarantined_messages", "quarantine_rows_explained"),
     ("enriched_messages", "every_message_enriched_once"),
+    ("triage_decisions", "every_message_triaged_once"),
+    ("case_actions", "every_decision_acted_once"),
+    ("outbox_deliveries", "no_dead_letters"),
 }
 BLOCKING = {("validated_messages", "quarantine_share_within_ceiling"), ("validated_messages", "counts_balance"),
-            ("enriched_messages", "every_message_enriched_once")}
+            ("enriched_messages", "every_message_enriched_once"), ("triage_decisions", "every_message_triaged_once"),
+            ("case_actions", "every_decision_acted_once")}
 GROUPS = {"raw_messages": "ingestion", "validated_messages": "ingestion", "quarantined_messages": "ingestion",
-          "enriched_messages": "enrichment", "intent_model": "model", "production_intent_model": "model"}
+          "enriched_messages": "enrichment", "intent_model": "model", "production_intent_model": "model",
+          "triage_decisions": "actions", "case_actions": "actions", "outbox_deliveries": "actions"}
+NO_STORED_VALUE = {"outbox_deliveries"}  # its result is in the operations database and the receivers
 
 
 def test_dagster_definitions_validate_passes(tmp_path):
@@ -49,7 +55,8 @@ def test_definitions_load_with_expected_assets_checks_sensors():
         if node.group_name == "model":  # trained and promoted as a whole, not per day
             assert node.partitions_def is None
         else:
-            assert node.partitions_def == daily_partitions and "dagster/column_schema" in node.metadata
+            assert node.partitions_def == daily_partitions
+            assert ("dagster/column_schema" in node.metadata) != (key.to_user_string() in NO_STORED_VALUE)
 
     checks = {(k.asset_key.to_user_string(), k.name): graph.get(k) for k in graph.asset_check_keys}
     freshness = {k for k in checks if k[1] == "freshness_check"}
@@ -72,10 +79,16 @@ def test_definitions_load_with_expected_assets_checks_sensors():
     assert job.partitions_def == daily_partitions
     assert {"ingestion_job", "model_training_job"} <= {j.name for j in defs.resolve_all_job_defs()}
     for resource in ("landing_zone", "io_manager", "ingestion_policy", "ops_database", "model_serving",
-                     "model_training"):
+                     "model_training", "action_settings"):
         assert resource in defs.resources
     # raw -> validated and quarantined, produced together from the same step.
     assert graph.get(AssetKey("validated_messages")).parent_keys == {AssetKey("raw_messages")}
     assert graph.get(AssetKey("quarantined_messages")).parent_keys == {AssetKey("raw_messages")}
     assert graph.get(AssetKey("enriched_messages")).parent_keys == {AssetKey("validated_messages"),
                                                                      AssetKey("production_intent_model")}
+    # enriched -> triage -> actions -> deliveries, all in the daily job after validation.
+    for child, parent in (("triage_decisions", "enriched_messages"), ("case_actions", "triage_decisions"),
+                          ("outbox_deliveries", "case_actions")):
+        assert graph.get(AssetKey(child)).parent_keys == {AssetKey(parent)}
+    assert {"triage_decisions", "case_actions", "outbox_deliveries"} <= {
+        k.to_user_string() for k in job.asset_layer.selected_asset_keys}

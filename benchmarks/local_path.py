@@ -7,8 +7,9 @@ temporary data directory, with the production intent model (trained once and cac
 benchmarks/serving.py's `load_or_train_model`) registered as production, no API key. Then
 the same model's raw `predict` runs on the same validated texts in the same process. The
 ratio predict-rate / enrich-rate is the cost of everything around the model: registry
-lookup, routing policy, automation decision, records, Parquet. The job runs twice; the
-first run pays the artifact and encoder load, the second is the steady state.
+lookup, routing policy, automation decision, records (the asset's own duration, so not the
+IO manager's Parquet read or write). The job runs twice; the first run pays the artifact
+and encoder load, the second is the steady state.
 Results: benchmarks/results/local_path.json. Nothing here asserts.
 """
 

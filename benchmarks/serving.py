@@ -59,6 +59,7 @@ warnings.filterwarnings("ignore", message=r"The model .* is deprecated")  # the 
 import anthropic  # noqa: E402
 
 from ai_assets.core import intent_model as intent_model_module  # noqa: E402
+from ai_assets.core.automation import AutomationPolicy  # noqa: E402
 from ai_assets.core.dataset import load_categories, split_banking77  # noqa: E402
 from ai_assets.core.intent_model import IntentModel, fingerprint_training_data  # noqa: E402
 from ai_assets.core.llm_prompt import parse_message_content, request_body  # noqa: E402
@@ -66,7 +67,7 @@ from ai_assets.core.out_of_scope import OUT_OF_SCOPE, load_out_of_scope  # noqa:
 from ai_assets.core.rate_limit import RateLimiter  # noqa: E402
 from ai_assets.ops_db import OpsDb  # noqa: E402
 from ai_assets.resources.model_serving import ModelServing  # noqa: E402
-from ai_assets.serving.router import LOCAL, Router, total_cost  # noqa: E402
+from ai_assets.serving.router import LOCAL, total_cost  # noqa: E402
 from ai_assets.testing import MessagesAPIServer  # noqa: E402
 from ai_assets.testing.oracle import banking77_labels  # noqa: E402
 
@@ -377,15 +378,16 @@ def load_or_train_model(split: dict, retrain: bool = False) -> tuple[IntentModel
 
 
 def automation_decider(threshold: float, labels: list[str]):
-    """`(text, intent, confidence, tier) -> automated?` as production decides it
-    (ai_assets.core.automation.AutomationPolicy), or None if that module is not there."""
-    try:
-        from ai_assets.core.automation import AutomationPolicy
-    except ImportError:
-        return None, None
-    floor = float(getattr(ModelServing(), "llm_min_confidence", 0.9))
+    """`(text, enrichment) -> automated?` as production decides it
+    (ai_assets.core.automation.AutomationPolicy), and the LLM confidence floor."""
+    floor = ModelServing().llm_min_confidence
     policy = AutomationPolicy(threshold, frozenset(labels), floor)
-    return (lambda text, intent, confidence, tier: policy.decide(text, intent, confidence, tier) is None), floor
+
+    def decide(text: str, e) -> bool:
+        a = e.answer
+        return policy.decide(text, a.intent, a.confidence, a.tier,
+                             local_intent=e.local.intent if e.local else None) is None
+    return decide, floor
 
 
 def cascade_run(server: MessagesAPIServer, texts: list[str], truth: list[str], labels: list[str],
@@ -417,16 +419,14 @@ def cascade_run(server: MessagesAPIServer, texts: list[str], truth: list[str], l
         "seconds": r(seconds),
         "accuracy": r(sum(correct) / n, 4),
     }
-    if decide is not None:
-        automated = [decide(text, e.answer.intent, e.answer.confidence, e.answer.tier)
-                     for text, e in zip(texts, results)]
-        n_auto = sum(automated)
-        out.update({
-            "automated_share": r(n_auto / n, 4),
-            "automated_precision": r(sum(c for c, a in zip(correct, automated) if a) / n_auto, 4) if n_auto else None,
-            "automated_local": sum(automated[i] for i in local_idx),
-            "automated_claude": sum(automated[i] for i in claude_idx),
-        })
+    automated = [decide(text, e) for text, e in zip(texts, results, strict=True)]
+    n_auto = sum(automated)
+    out.update({
+        "automated_share": r(n_auto / n, 4),
+        "automated_precision": r(sum(c for c, a in zip(correct, automated) if a) / n_auto, 4) if n_auto else None,
+        "automated_local": sum(automated[i] for i in local_idx),
+        "automated_claude": sum(automated[i] for i in claude_idx),
+    })
     cost = usage.cost_usd
     out.update({
         "local_share": r(len(local_idx) / n, 4),
@@ -646,8 +646,8 @@ def main(argv: list[str] | None = None) -> int:
                                          "automated_share follows from this assumption",
                     "automated": "ai_assets.core.automation.AutomationPolicy(threshold, labels, "
                                  f"llm_min_confidence={llm_floor}): local answers at >= threshold, LLM answers "
-                                 "at stated confidence >= llm_min_confidence, never out_of_scope"
-                                 if decide else "AutomationPolicy not available: not computed",
+                                 "at stated confidence >= llm_min_confidence that agree with the local "
+                                 "model's top intent (none without a local model), never out_of_scope",
                     "prices_per_million_tokens": {"claude-sonnet-4-5": [3.0, 15.0], "claude-haiku-4-5": [1.0, 5.0]},
                     "tokens": "loopback server counts: characters of the request (system, messages, tools) / 4; "
                               "output: characters of the tool_use block / 4",

@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -49,6 +49,7 @@ from ai_assets.core.out_of_scope import OUT_OF_SCOPE, is_out_of_scope_label
 __all__ = [
     "OUT_OF_SCOPE",
     "FORMAT_VERSION",
+    "INTENT_MODEL",
     "IntentModel",
     "IntentModelConfig",
     "MiniLMEncoder",
@@ -61,6 +62,7 @@ __all__ = [
     "threshold_for_precision",
 ]
 
+INTENT_MODEL = "intent_model"  # the model's name in the registry
 FORMAT_VERSION = 2  # 2: may carry fine-tuned encoder layers; 1 (frozen encoder) still loads
 _READABLE_FORMATS = (1, 2)
 _EPS = 1e-12

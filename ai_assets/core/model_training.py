@@ -8,6 +8,7 @@ out-of-scope messages the candidate would automate.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,6 +62,9 @@ def train_candidate(train: Sequence[LabelledText], validation: Sequence[Labelled
         "coverage": on_validation["automated_share"],
         "automated_precision": on_validation["automated_precision"],
         "ece": on_validation["ece"],
+        # False: no threshold reaches the target precision. The registry stores such a
+        # threshold as 1.0, which then automates nothing; the gate refuses the candidate.
+        "threshold_finite": math.isfinite(model.threshold),
         "out_of_scope_automated": on_oos["out_of_scope_automated"],
         "out_of_scope_recall": on_oos["out_of_scope_recall"],
         "n_validation": len(validation),

@@ -2,8 +2,9 @@
 
 A candidate passes when it is at least as good as production on validation accuracy and on
 coverage at the target precision (within `tolerance`), clears the floors, and automates no
-more than the allowed share of held-out out-of-scope messages. Without a production version
-only the floors apply.
+more than the allowed share of held-out out-of-scope messages, and has a confidence threshold
+that reaches the target precision at all. Without a production version only the floors apply.
+A metric the gate needs and the candidate lacks fails it: the gate fails closed.
 """
 
 from __future__ import annotations
@@ -40,7 +41,14 @@ def gate_failures(candidate: dict[str, Any], production: dict[str, Any] | None, 
             if current is not None and value < current - rules.tolerance:
                 failures.append(f"{key} {value:.4f} is worse than production's {current:.4f}")
     oos = _number(candidate, "out_of_scope_automated")
-    if oos is not None and oos > rules.max_out_of_scope_automated:
+    if oos is None:
+        failures.append("candidate has no out_of_scope_automated metric")
+    elif oos > rules.max_out_of_scope_automated:
         failures.append(f"automates {oos:.4f} of held-out out-of-scope messages "
                         f"(at most {rules.max_out_of_scope_automated:.4f})")
+    finite = candidate.get("threshold_finite")
+    if not isinstance(finite, bool):
+        failures.append("candidate has no threshold_finite metric")
+    elif not finite:
+        failures.append("no confidence threshold reaches the target precision")
     return failures

@@ -59,3 +59,35 @@ ENRICHED_COLUMNS: dict[str, str] = {
     "prompt_version": "string",
     "policy_version": "string (routing policy)",
 }
+
+# Columns of triage_decisions, in order: one row per enriched message.
+TRIAGE_COLUMNS: dict[str, str] = {
+    "message_id": "string",
+    "customer_id": "string",
+    "intent": "string",
+    "confidence": "float",
+    "decision": "string (act | act_and_notify | review)",
+    "action": "string (auto_reply | open_case | fraud_escalation | review)",
+    "reason": "string or null (why not fully automatic)",
+    "queue": "string",
+    "priority": "string (P1 | P2 | P3)",
+    "policy_version": "string (routing policy the decision was made under)",
+    "idempotency_key": "string (sha256 of message id, action, policy version)",
+    "text": "string (PII-masked, for reviewers)",
+    "tier": "string (which tier answered)",
+    "answered_by": "string (model version or name)",
+    "input_tokens": "int",
+    "output_tokens": "int",
+    "cost_usd": "float",
+    "latency_ms": "float",
+    "cache_hit": "bool",
+}
+
+# Columns of case_actions, in order: one row per triaged message.
+ACTION_COLUMNS: dict[str, str] = {
+    "message_id": "string",
+    "decision": "string",
+    "outcome": "string (acted | review | conflict: the ledger's record, whichever run wrote it)",
+    "case_id": "int or null",
+    "idempotency_key": "string",
+}

@@ -1,4 +1,4 @@
-"""The operations database: model registry, LLM cache and LLM usage (more tables follow).
+"""The operations database: model registry, LLM cache and usage, cases, actions, outbox, audit.
 
 Pure SQLAlchemy 2 + Alembic, no Dagster. A SQLite file by default, PostgreSQL in
 production; the same migrations and tests run on both.
@@ -21,6 +21,8 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
+from ai_assets.ops_db.audit import AuditContext, AuditEvent, AuditLog, MessageStory
+from ai_assets.ops_db.cases import CaseConflict, CaseRef, CaseStore, pipeline_actor
 from ai_assets.ops_db.engine import Sessions, create_engine_for, default_url
 from ai_assets.ops_db.llm_cache import CacheEntry, CacheWrite, ResponseCache, cache_key, text_hash
 from ai_assets.ops_db.migrate import current_revision, head_revision, is_current, upgrade
@@ -33,7 +35,7 @@ from ai_assets.ops_db.usage import TierUsage, UsageEntry, UsageLedger, UsageSumm
 
 
 class OpsDb:
-    """The operations database on one Engine: `registry`, `cache` and `usage`."""
+    """The operations database on one Engine: `registry`, `cache`, `usage`, `cases`, `audit`."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -41,6 +43,8 @@ class OpsDb:
         self.registry = ModelRegistry(self.sessions)
         self.cache = ResponseCache(self.sessions)
         self.usage = UsageLedger(self.sessions)
+        self.cases = CaseStore(self.sessions)
+        self.audit = AuditLog(self.sessions)
 
     @classmethod
     def open(cls, url: str | URL | None = None, *, migrate: bool = True) -> OpsDb:
@@ -61,7 +65,8 @@ class OpsDb:
 
 
 __all__ = [
-    "Base", "CacheEntry", "CacheWrite", "LlmCacheEntry", "LlmUsage", "ModelAction", "ModelEvent",
+    "AuditContext", "AuditEvent", "AuditLog", "Base", "CaseConflict", "CaseRef", "CaseStore", "MessageStory",
+    "pipeline_actor", "CacheEntry", "CacheWrite", "LlmCacheEntry", "LlmUsage", "ModelAction", "ModelEvent",
     "ModelEventRecord", "ModelRecord", "ModelRegistry", "ModelStatus", "ModelVersion", "NoRollbackTarget",
     "OpsDb", "RegistryError", "ResponseCache", "Sessions", "TierUsage", "UnknownModelVersion", "UsageEntry",
     "UsageLedger", "UsageSummary", "as_money", "cache_key", "create_engine_for", "current_revision",

@@ -9,7 +9,8 @@
   transactions (`Sessions.write`) begin IMMEDIATE: they take the write lock up front, so
   two processes that read then write serialise instead of dead-ending in SQLITE_BUSY.
 - PostgreSQL (production): psycopg2 with `pool_pre_ping`, so a restarted server costs a
-  reconnect, not a failed step. A bare `postgresql://` URL is given the psycopg2 driver:
+  reconnect, not a failed step; a 10 s connect timeout and TCP keepalives, so an unreachable
+  one fails the step instead of hanging it. A bare `postgresql://` URL is given the psycopg2 driver:
   SQLAlchemy 2.1 maps it to psycopg 3, which this project does not install.
 """
 
@@ -68,7 +69,11 @@ def create_engine_for(url: str | URL, **kwargs) -> Engine:
         return engine
     if backend == "postgresql":
         kwargs.setdefault("pool_pre_ping", True)
-        return create_engine(parsed, **kwargs)
+        # A server that vanishes without a reset (a dropped network, a dead host) must fail the
+        # step in seconds, not hang it for the kernel's TCP timeout: bounded connect, keepalives.
+        connect_args = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                        "keepalives_count": 3, **kwargs.pop("connect_args", {})}
+        return create_engine(parsed, connect_args=connect_args, **kwargs)
     raise ValueError(f"unsupported operations database {parsed.render_as_string(hide_password=True)}: "
                      "use sqlite:///PATH or postgresql+psycopg2://...")
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Double, ForeignKeyConstraint, Index,
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Double, ForeignKey, ForeignKeyConstraint, Index,
                         Integer, MetaData, String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -154,3 +154,197 @@ class LlmUsage(Base):
         CheckConstraint("cost_usd >= 0", name="cost_non_negative"),
         CheckConstraint("outcome <> ''", name="outcome_not_empty"),
     )
+
+
+# --- Layer 3: acting on messages -------------------------------------------------------
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"  # a person has taken it
+    CLOSED = "closed"
+
+
+class ActionOutcome(StrEnum):
+    ACTED = "acted"          # case opened or updated, outbox rows written
+    REVIEW = "review"        # sent to a person instead (triage said so)
+    CONFLICT = "conflict"    # a person changed the case after the pipeline read it: refused, sent to review
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"            # gave up after the maximum attempts: an alert, a person re-queues it
+
+
+class OutboxKind(StrEnum):
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+
+
+class ReviewStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Case(Base):
+    """A customer's case in one queue: the CRM record the pipeline and people both edit.
+    `version` is bumped by every change; a write names the version it read (optimistic
+    concurrency), so nobody's change is overwritten unseen."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    queue: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[str] = mapped_column(String(4))
+    status: Mapped[str] = mapped_column(String(16), default=CaseStatus.OPEN.value)
+    intent: Mapped[str] = mapped_column(String(100))
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    notes: Mapped[str | None] = mapped_column(Text)
+    message_count: Mapped[int] = mapped_column(default=0)
+    last_message_id: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(default=1)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+    __table_args__ = (
+        CheckConstraint(_in("status", CaseStatus), name="status"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        # One open case per customer and queue; a closed case is history.
+        Index("uq_cases_one_open_per_customer_queue", "customer_id", "queue", unique=True,
+              postgresql_where=text("status <> 'closed'"), sqlite_where=text("status <> 'closed'")),
+    )
+
+
+class CaseHistory(Base):
+    """Every version of every case: who changed what, from which message."""
+
+    __tablename__ = "case_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigId, ForeignKey("cases.id"))
+    version: Mapped[int]
+    actor: Mapped[str] = mapped_column(String(200))
+    change: Mapped[dict[str, Any]]
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("case_id", "version"),)
+
+
+class Action(Base):
+    """The ledger of acted-on messages. `idempotency_key` = hash(message id, action, policy
+    version): a re-run, a backfill or a retried step finds its key and does nothing twice."""
+
+    __tablename__ = "actions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    decision: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    case_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("cases.id"))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    partition: Mapped[str | None] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint(_in("outcome", ActionOutcome), name="outcome"),
+        # One action per message and policy version, whatever the action: a message the
+        # model reads differently on a re-run is not acted on a second time.
+        UniqueConstraint("message_id", "policy_version"),
+    )
+
+
+class OutboxMessage(Base):
+    """An e-mail or webhook event to deliver, written in the same transaction as its action.
+    `idempotency_key` is also the Message-ID / Idempotency-Key the receiver sees."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    action_id: Mapped[int] = mapped_column(BigId, ForeignKey("actions.id"))
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    partition: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint(_in("status", OutboxStatus), name="status"),
+        CheckConstraint(_in("kind", OutboxKind), name="kind"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+    )
+
+
+class Delivery(Base):
+    """One delivery attempt of one outbox row."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(BigId, ForeignKey("outbox.id"))
+    attempt: Mapped[int]
+    outcome: Mapped[str] = mapped_column(String(16))  # delivered | failed | dead
+    error: Mapped[str | None] = mapped_column(Text)
+    latency_ms: Mapped[int] = mapped_column(default=0)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("outbox_id", "attempt"),)
+
+
+class AuditEntry(Base):
+    """Append-only story of every message: model call, decision, action, conflict, delivery.
+    Holds masked text only and no secrets."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    event: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    partition: Mapped[str | None] = mapped_column(String(64))
+    policy_version: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ReviewItem(Base):
+    """A message a person must decide on, with why and what the model thought."""
+
+    __tablename__ = "review_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(200))
+    intent: Mapped[str] = mapped_column(String(100))
+    confidence: Mapped[float | None]
+    queue: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[str] = mapped_column(String(4))
+    text: Mapped[str] = mapped_column(Text)  # PII-masked, as validated
+    case_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("cases.id"))
+    status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.OPEN.value)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    resolution: Mapped[dict[str, Any] | None]
+
+    __table_args__ = (CheckConstraint(_in("status", ReviewStatus), name="status"),)

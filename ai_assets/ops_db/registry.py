@@ -16,7 +16,8 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -36,6 +37,18 @@ class UnknownModelVersion(RegistryError, LookupError):
 
 class NoRollbackTarget(RegistryError):
     pass
+
+
+class ProductionChanged(RegistryError):
+    """The production version is no longer the one a promotion was decided against."""
+
+
+class _Unchecked(Enum):
+    ANY = "any"
+
+
+# `promote(..., expected_current=ANY_PRODUCTION)`: promote whatever is production now.
+ANY_PRODUCTION = _Unchecked.ANY
 
 
 @dataclass(frozen=True)
@@ -157,9 +170,15 @@ class ModelRegistry:
             s.flush()
             return ModelRecord.of(row)
 
-    def promote(self, name: str, version: int, *, actor: str, reason: str) -> ModelRecord:
+    def promote(self, name: str, version: int, *, actor: str, reason: str,
+                expected_current: int | None | Literal[_Unchecked.ANY] = ANY_PRODUCTION) -> ModelRecord:
         """Make `version` production; the previous production version is retired. Atomic and
-        audited. Promoting the current production version changes nothing."""
+        audited. Promoting the current production version changes nothing.
+
+        `expected_current` makes it a compare-and-swap: the production version (None: none)
+        the decision to promote was based on, e.g. what the promotion gate compared against.
+        If another promotion or rollback changed it since, this raises `ProductionChanged`
+        and changes nothing; the comparison happens under the same lock as the write."""
         _required("actor", actor)
         with self._sessions.write() as s:
             rows = self._lock(s, name)
@@ -167,6 +186,12 @@ class ModelRegistry:
             current = self._production(rows)
             if current is not None and current.version == version:
                 return ModelRecord.of(target)
+            current_version = current.version if current is not None else None
+            if expected_current is not ANY_PRODUCTION and current_version != expected_current:
+                raise ProductionChanged(
+                    f"{name} production is {f'v{current_version}' if current else 'none'}, not "
+                    f"{f'v{expected_current}' if expected_current is not None else 'none'} as expected: "
+                    f"v{version} was not promoted (decide again against the current version)")
             self._switch(s, current, target)
             s.add(ModelEvent(name=name, action=ModelAction.PROMOTE.value, actor=actor, reason=reason,
                              from_version=current.version if current else None, to_version=version))

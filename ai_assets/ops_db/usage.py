@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from ai_assets.ops_db.engine import Sessions
@@ -117,12 +117,18 @@ class UsageLedger:
         return len(rows)
 
     def spent_usd(self, since: datetime | None = None, until: datetime | None = None, *,
-                  run_id: str | None = None, partition: str | None = None) -> Decimal:
+                  run_id: str | None = None, partition: str | None = None,
+                  exclude_run_prefix: str | None = None) -> Decimal:
         """Total cost of the calls at or after `since` and before `until` (either open),
-        optionally of one run or partition: what a daily or per-run budget is checked against."""
+        optionally of one run or partition: what a daily or per-run budget is checked against.
+        `exclude_run_prefix` leaves out runs whose id starts with it (calls without a run id
+        still count), e.g. evaluations, which have a budget of their own."""
         conditions = self._window(since, until)
         if run_id is not None:
             conditions.append(LlmUsage.run_id == run_id)
+        if exclude_run_prefix is not None:
+            conditions.append(or_(LlmUsage.run_id.is_(None),
+                                  ~LlmUsage.run_id.startswith(exclude_run_prefix, autoescape=True)))
         if partition is not None:
             conditions.append(LlmUsage.partition == partition)
         with self._sessions.read() as s:

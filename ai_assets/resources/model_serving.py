@@ -3,12 +3,15 @@
 The LLM tiers are on only when an API key is configured (`ANTHROPIC_API_KEY`); without one
 every message is served by the local model and the lower tiers, at no cost. Budgets are
 checked against the usage recorded in the operations database, so no process holds spend
-in memory: a retried or resumed run sees what earlier runs spent today.
+in memory: a retried or resumed run sees what earlier runs spent today. `ai-assets evaluate`
+has a budget of its own and its calls do not count toward the daily budget of live traffic.
 """
 
+import dataclasses
 from collections.abc import Callable
 from datetime import datetime, time, timedelta, timezone
 from decimal import Decimal
+from uuid import uuid4
 
 import anthropic
 from dagster import ConfigurableResource
@@ -29,6 +32,8 @@ from ai_assets.serving.router import LocalModel, Router
 
 # USD per million tokens (input, output); the batch discount is applied by the price table.
 DEFAULT_PRICES = {"claude-sonnet-4-5": [3.0, 15.0], "claude-haiku-4-5": [1.0, 5.0]}
+# Usage of `ai-assets evaluate` is recorded under run ids with this prefix.
+EVALUATION_RUN_PREFIX = "evaluate-"
 
 
 class ModelServing(ConfigurableResource):
@@ -64,9 +69,11 @@ class ModelServing(ConfigurableResource):
             > self.batch_partitions_older_than_days
 
     def budget(self, db: OpsDb, on_alert=None) -> Budget:
+        """Live traffic's budget: the daily limit counts every call today but evaluations'."""
         def spent_today(day) -> Decimal:
             start = datetime.combine(day, time(), tzinfo=timezone.utc)
-            return db.usage.spent_usd(since=start, until=start + timedelta(days=1))
+            return db.usage.spent_usd(since=start, until=start + timedelta(days=1),
+                                      exclude_run_prefix=EVALUATION_RUN_PREFIX)
 
         return Budget(daily_limit=Decimal(str(self.daily_budget_usd)), run_limit=Decimal(str(self.run_budget_usd)),
                       warn_fraction=Decimal(str(self.budget_warn_fraction)), spent_today=spent_today,
@@ -116,3 +123,14 @@ class ModelServing(ConfigurableResource):
             deadline=self.deadline(),
             prompt_version=self.prompt_version,
         )
+
+    def evaluation(self, db: OpsDb, budget_usd: float | None = None) -> LiveServing:
+        """The production routing for `ai-assets evaluate`, with a budget of its own:
+        `budget_usd` (default `run_budget_usd`) for this evaluation and no daily limit. Its
+        calls are recorded, with their cost, under an `evaluate-` run id, which the live
+        daily budget leaves out: an evaluation neither spends live traffic's day nor is
+        stopped by it."""
+        live = self.live(db, run_id=f"{EVALUATION_RUN_PREFIX}{uuid4()}")
+        limit = self.run_budget_usd if budget_usd is None else budget_usd
+        return dataclasses.replace(live, budget=Budget(run_limit=Decimal(str(limit)),
+                                                       warn_fraction=Decimal(str(self.budget_warn_fraction))))

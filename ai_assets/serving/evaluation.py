@@ -1,7 +1,8 @@
 """`ai-assets evaluate`: an operator's labelled file through the production routing.
 
-Texts get the same preparation as live traffic (normalisation, PII masking, the length
-contract); rows the live pipeline would quarantine are counted, not scored.
+Texts get the same preparation as live traffic, in the same order: normalisation, the
+length contract on the normalised text (the ingestion policy's `max_text_chars`), then PII
+masking; rows the live pipeline would quarantine are counted, not scored.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from ai_assets.core.normalise import normalise_text
 from ai_assets.core.pii import mask_pii
 from ai_assets.core.routing_report import RoutedRow, routing_report
-from ai_assets.core.schemas import MAX_TEXT_CHARS, MIN_TEXT_CHARS
+from ai_assets.core.schemas import MIN_TEXT_CHARS
 from ai_assets.core.simulator import load_replay_source
 from ai_assets.serving.live import LiveServing
 
@@ -28,15 +29,17 @@ def load_labelled(path: Path) -> list[tuple[str, str]]:
     return [(row.text, row.category.strip()) for row in rows]
 
 
-def evaluate_file(path: Path, live: LiveServing) -> dict:
+def evaluate_file(path: Path, live: LiveServing, *, max_text_chars: int) -> dict:
+    """`max_text_chars`: the ingestion policy's, so a row is servable exactly when live traffic's is."""
     rows = load_labelled(path)
     texts, labels, rejected = [], [], Counter()
     for text, label in rows:
-        prepared, _ = mask_pii(normalise_text(text))
-        if not MIN_TEXT_CHARS <= len(prepared) <= MAX_TEXT_CHARS:
-            rejected["empty_text" if not prepared else "overlong_text"] += 1
+        normalised = normalise_text(text)
+        # validate_partition checks the length before masking (masking can shorten a text).
+        if not MIN_TEXT_CHARS <= len(normalised) <= max_text_chars:
+            rejected["empty_text" if not normalised else "overlong_text"] += 1
             continue
-        texts.append(prepared)
+        texts.append(mask_pii(normalised)[0])
         labels.append(label)
     started = time.perf_counter()
     records = live.serve(texts)

@@ -17,15 +17,13 @@ import numpy as np
 from ai_assets.core.automation import NEEDS_HUMAN, AutomationPolicy, is_llm_tier
 from ai_assets.core.budget import Budget
 from ai_assets.core.deadline import Deadline
-from ai_assets.core.intent_model import IntentModel
+from ai_assets.core.intent_model import INTENT_MODEL, IntentModel
 from ai_assets.core.out_of_scope import OUT_OF_SCOPE
 from ai_assets.core.routing_policy import RoutingPolicy
 from ai_assets.core.text_encoders import encoder_named
 from ai_assets.ops_db import OpsDb
 from ai_assets.ops_db.registry import ModelRecord
 from ai_assets.serving.router import Enrichment, Router
-
-INTENT_MODEL = "intent_model"
 
 
 class ArtifactError(RuntimeError):
@@ -58,7 +56,7 @@ def production_model(db: OpsDb, name: str = INTENT_MODEL) -> ProductionModel | N
         return None
     try:
         model = _load_artifact(record.artifact_uri, record.metrics.get("encoder", "minilm"))
-    except (OSError, ValueError, EOFError) as exc:
+    except Exception as exc:  # missing, truncated, corrupt: unpickling raises nearly anything
         raise ArtifactError(f"{record.label} artifact {record.artifact_uri} cannot be loaded "
                             f"({type(exc).__name__}: {exc}); `ai-assets model rollback` restores "
                             "the previous version") from exc
@@ -86,14 +84,16 @@ class LiveServing:
         return self.model.version if self.model else "none"
 
     def serve(self, texts: Sequence[str], *, use_batch: bool = False) -> list[dict[str, Any]]:
-        """One enrichment record per text, in order (columns: ENRICHED_COLUMNS less the ids)."""
+        """One enrichment record per text, in order (columns: ENRICHED_COLUMNS less those
+        `enriched_messages` passes through from validated_messages: ids, channel, time, text)."""
         enrichments: list[Enrichment] = self.router.enrich(list(texts), self.budget, self.deadline,
                                                            use_batch=use_batch)
         records = []
-        for text, e in zip(texts, enrichments):
+        for text, e in zip(texts, enrichments, strict=True):
             a = e.answer
             route = self.policy.route(OUT_OF_SCOPE if a.intent == NEEDS_HUMAN else a.intent)
-            not_automated = self.automation.decide(text, a.intent, a.confidence, a.tier)
+            not_automated = self.automation.decide(text, a.intent, a.confidence, a.tier,
+                                                   local_intent=e.local.intent if e.local else None)
             records.append({
                 "intent": a.intent,
                 "confidence": round(float(a.confidence), 6),

@@ -22,7 +22,7 @@ from typing import Protocol
 from ai_assets.core.automation import HUMAN_TIER as HUMAN
 from ai_assets.core.automation import KEYWORD_TIER as KEYWORDS
 from ai_assets.core.automation import LOCAL_TIER as LOCAL
-from ai_assets.core.automation import NEEDS_HUMAN
+from ai_assets.core.automation import NEEDS_HUMAN, reaches_local_threshold
 from ai_assets.core.budget import Budget
 from ai_assets.core.deadline import Deadline
 from ai_assets.core.keyword_rules import RULE_CONFIDENCE, match_rule
@@ -43,6 +43,7 @@ class LocalModel(Protocol):
 class Enrichment:
     answer: TierAnswer
     fallback_reasons: list[str] = field(default_factory=list)
+    local: TierAnswer | None = None  # the local model's own answer (None: it gave none)
 
     @property
     def fallback_reason(self) -> str:
@@ -78,11 +79,11 @@ class Router:
                   budget: Budget, deadline: Deadline, tiers: list[ClaudeTier]) -> Enrichment:
         for tier in tiers:
             try:
-                return Enrichment(tier.classify(text, budget, deadline), reasons)
+                return Enrichment(tier.classify(text, budget, deadline), reasons, local)
             except TierFailure as failure:
                 reasons.append(str(failure))
         if local is not None:
-            return Enrichment(local, reasons)
+            return Enrichment(local, reasons, local)
         rule = match_rule(text)
         if rule is not None:
             return Enrichment(TierAnswer(rule, RULE_CONFIDENCE, template_summary(rule), KEYWORDS, "rules"),
@@ -99,8 +100,8 @@ class Router:
         results: list[Enrichment | None] = [None] * len(texts)
         reasons: dict[int, list[str]] = {}
         for i, answer in enumerate(local):
-            if answer is not None and answer.confidence >= self.local_threshold:
-                results[i] = Enrichment(answer)
+            if answer is not None and reaches_local_threshold(answer.confidence, self.local_threshold):
+                results[i] = Enrichment(answer, local=answer)
             else:
                 reasons[i] = [local_error] if local_error else [
                     f"local: confidence {answer.confidence:.3f} < {self.local_threshold:.3f}"]
@@ -109,7 +110,7 @@ class Router:
             for i, outcome in zip(unsure, classify_batch(self.claude_tiers[0], [texts[i] for i in unsure],
                                                          budget, deadline)):
                 if isinstance(outcome, TierAnswer):
-                    results[i] = Enrichment(outcome, reasons.pop(i))
+                    results[i] = Enrichment(outcome, reasons.pop(i), local[i])
                 else:
                     reasons[i].append(str(outcome))
         if reasons:
@@ -119,6 +120,10 @@ class Router:
                            for i, why in reasons.items()}
                 for i, future in futures.items():
                     results[i] = future.result()
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:  # a bug, never a tier's failure: dropping the message would misalign the records
+            raise RuntimeError(f"no enrichment for {len(missing)} message(s), first is message {missing[0]}: "
+                               f"{texts[missing[0]][:80]!r}")
         return [r for r in results if r is not None]
 
 

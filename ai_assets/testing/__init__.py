@@ -25,10 +25,12 @@ from ai_assets.testing.oracle import (
     shape_tool_input,
     text_key,
 )
+from ai_assets.testing.receivers import ReceivedMail, ReceivedRequest, SmtpReceiver, WebhookReceiver
 
 __all__ = [
     "BATCH_OUTCOMES", "CONNECTION_FAULTS", "ERROR_FAULTS", "FAULT_KINDS", "MALFORMED_FAULTS",
     "Decision", "LabelOracle", "MessagesAPIServer", "Oracle", "OracleRequest", "RequestRecord",
     "ServerConfig", "ServerStats", "banking77_labels", "estimate_tokens", "shape_tool_input",
     "text_key",
+    "ReceivedMail", "ReceivedRequest", "SmtpReceiver", "WebhookReceiver",
 ]

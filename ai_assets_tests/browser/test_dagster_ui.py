@@ -32,6 +32,9 @@ PARTITION_CHECKS = {
     "validated_messages": ["counts_balance", "quarantine_share_within_ceiling"],
     "quarantined_messages": ["quarantine_rows_explained"],
     "enriched_messages": ["every_message_enriched_once"],
+    "triage_decisions": ["every_message_triaged_once"],
+    "case_actions": ["every_decision_acted_once"],
+    "outbox_deliveries": ["no_dead_letters"],
 }
 TERMINAL_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
 TERMINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
@@ -134,7 +137,7 @@ def test_materialize_backfill_and_checks_from_the_ui(browser_page: Page, dagster
     expect(page.get_by_role("dialog")).to_contain_text("production_intent_model")
     page.get_by_role("dialog").get_by_role("button", name="Confirm", exact=True).click()
     expect(page.get_by_text("Are you sure?")).to_have_count(0)  # the warning's dialog has closed
-    expect(page.get_by_role("dialog")).to_contain_text("Launch runs to materialize 4 assets")
+    expect(page.get_by_role("dialog")).to_contain_text("Launch runs to materialize 7 assets")
     choose_partitions(page, f"[{backfill_days[0]}...{backfill_days[-1]}]", "3 partitions")
     shoot(page, screenshots, "10_backfill_dialog")
     page.get_by_role("dialog").get_by_role("button", name="Launch backfill", exact=True).click()

@@ -1,5 +1,6 @@
 """The routing policy file: complete, versioned, and refused when wrong."""
 
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,15 @@ def test_shipped_policy_routes_every_intent_and_out_of_scope():
     for intent in ("lost_or_stolen_card", "compromised_card", "card_payment_not_recognised"):
         assert policy.route(intent).queue == "fraud_and_security"
         assert policy.route(intent).priority == "P1"
+        assert policy.route(intent).action == "fraud_escalation"
+        assert intent in policy.never_automate  # a person always looks; the machine only opens the case
+
+
+def test_templates_use_only_case_fields_never_message_or_model_text():
+    policy = load_policy()
+    subject, body = policy.templates["auto_reply"].render(case_id=7, topic="card arrival", queue="cards",
+                                                          priority="P3")
+    assert subject == "Your question about card arrival (case 7)" and "case 7" in body
 
 
 def write(tmp_path: Path, document) -> Path:
@@ -29,9 +39,7 @@ def write(tmp_path: Path, document) -> Path:
 
 
 def shipped_document() -> dict:
-    policy = load_policy()
-    return {"version": policy.version,
-            "intents": {k: {"queue": r.queue, "priority": r.priority} for k, r in policy.routes.items()}}
+    return yaml.safe_load(resources.files("ai_assets.policy").joinpath("routing.yaml").read_text())
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -39,7 +47,13 @@ def shipped_document() -> dict:
     (lambda d: d["intents"].update(card_arrivals={"queue": "cards", "priority": "P3"}), "unknown intents"),
     (lambda d: d["intents"]["card_arrival"].update(priority="urgent"), "priority 'urgent'"),
     (lambda d: d["intents"]["card_arrival"].update(queue=""), "queue must be"),
-    (lambda d: d["intents"]["card_arrival"].update(action="auto"), "expected exactly"),
+    (lambda d: d["intents"]["card_arrival"].update(action="auto"), "action 'auto' not in"),
+    (lambda d: d["intents"]["card_arrival"].pop("action"), "expected exactly"),
+    (lambda d: d["never_automate"].append("lost_my_card"), "never_automate' names unknown intents"),
+    (lambda d: d["templates"].pop("fraud_escalation"), "missing \\['fraud_escalation'\\]"),
+    (lambda d: d["templates"]["open_case"].update(body="Dear {customer_name}"), "unknown placeholders"),
+    (lambda d: d["templates"]["open_case"].update(body="{case_id"), "not a valid template"),
+    (lambda d: d.update(automate_everything=True), "unknown keys"),
     (lambda d: d.update(version=""), "version"),
     (lambda d: d.update(intents=["card_arrival"]), "'intents' must map"),
 ])

@@ -4,7 +4,6 @@ Fault counts are checked by reading the bytes the simulator wrote, not by trusti
 """
 
 import json
-from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 

@@ -21,7 +21,8 @@ from ai_assets_tests.fault_expectations import QUARANTINE_REASON
 MONDAY = date(2025, 3, 3)
 ASSETS = ("raw_messages", "validated_messages", "quarantined_messages")
 PARTITION_CHECKS = {"every_message_enriched_once", "schema_matches_contract", "volume_within_trailing_band",
-                    "quarantine_share_within_ceiling", "counts_balance", "quarantine_rows_explained"}
+                    "quarantine_share_within_ceiling", "counts_balance", "quarantine_rows_explained",
+                    "every_message_triaged_once", "every_decision_acted_once", "no_dead_letters"}
 
 
 
@@ -222,8 +223,10 @@ def test_rerunning_a_partition_gives_byte_identical_outputs(workspace, instance,
     defs = workspace.defs()
     assert workspace.run(defs, instance, MONDAY).success
     first = storage_digest(workspace)
-    # enriched_messages too: without a production model its rows carry no measured latency.
-    assert set(first) == {f"{a}/{MONDAY}.parquet" for a in (*ASSETS, "enriched_messages")}
+    # enriched_messages and triage_decisions too: without a production model their rows carry no
+    # measured latency; case_actions holds the ledger's outcome, the same on a re-run.
+    assert set(first) == {f"{a}/{MONDAY}.parquet"
+                          for a in (*ASSETS, "enriched_messages", "triage_decisions", "case_actions")}
     assert workspace.run(defs, instance, MONDAY).success
     assert storage_digest(workspace) == first
 

@@ -6,9 +6,11 @@ from datetime import date
 from pathlib import Path
 
 from click.testing import CliRunner
+from dagster import JobDefinition, ReexecutionOptions, build_reconstructable_job, execute_job
 
 from ai_assets.cli import main
 from ai_assets.ops_db import OpsDb
+from ai_assets_tests.conftest import Workspace
 from ai_assets_tests.defs.test_ingestion_assets import checks_by_name, output
 
 DAY = date(2025, 3, 3)
@@ -33,11 +35,12 @@ def test_training_registers_a_gated_candidate_and_promotes_it(workspace, instanc
         assert Path(record.artifact_uri).stat().st_size == trained["intent_model"]["artifact_bytes"]
         assert 0 < record.confidence_threshold <= 1 and record.target_precision == 0.98
         for key in ("accuracy", "macro_f1", "coverage", "automated_precision", "out_of_scope_automated",
-                    "training_seconds", "n_train", "encoder"):
+                    "training_seconds", "n_train", "encoder", "threshold_finite"):
             assert key in record.metrics
         assert record.metrics["n_train"] == 77 * 12 and record.metrics["encoder"] == "hashing-512"
         assert record.training_data_fingerprint == trained["intent_model"]["training_data_fingerprint"]
         assert record.metrics["automated_precision"] >= 0.98  # the threshold was fixed for it
+        assert record.metrics["threshold_finite"] is True
         assert [e.action for e in db.registry.events("intent_model")] == ["promote"]
 
 
@@ -70,3 +73,65 @@ def test_gate_blocks_a_worse_candidate_and_rollback_reaches_the_next_run(workspa
     assert workspace.run(defs, instance, DAY).success
     enriched = output(workspace, "enriched_messages", DAY)
     assert set(enriched["local_model_version"]) == {"intent_model v1"}
+
+
+def training_job(root: str) -> JobDefinition:
+    """model_training_job over the workspace at `root`; `execute_job` (which re-executes runs)
+    rebuilds it from this module-level function."""
+    return Workspace(Path(root)).defs().resolve_job_def("model_training_job")
+
+
+def reconstructable_training(workspace):
+    return build_reconstructable_job(__name__, "training_job", reconstructable_kwargs={"root": str(workspace.root)})
+
+
+def production_version(workspace) -> int | None:
+    with OpsDb.open(workspace.ops_db_url) as db:
+        record = db.registry.get_production("intent_model")
+        return record.version if record else None
+
+
+def test_reexecution_from_failure_promotes_the_version_its_parent_run_trained(workspace, instance, smoke_model):
+    # v1 claims figures no candidate reaches, so the gate blocks every candidate.
+    with OpsDb.open(workspace.ops_db_url) as db:
+        db.registry.register_candidate(
+            "intent_model", metrics={**smoke_model.candidate.metrics, "accuracy": 0.999, "coverage": 0.999},
+            artifact_uri=str(smoke_model.path), training_data_fingerprint="sha256:unbeatable",
+            confidence_threshold=0.9)
+        db.registry.promote("intent_model", 1, actor="test", reason="unbeatable figures")
+    job = reconstructable_training(workspace)
+    with execute_job(job, instance) as blocked:
+        assert not blocked.success and checks_by_name(blocked)["candidate_not_worse_than_production"].passed is False
+    with execute_job(job, instance) as other:  # another training meanwhile: v3, blocked too
+        assert not other.success
+    # The figures were wrong: v1 is retired, and the first run re-executed from its failure.
+    with OpsDb.open(workspace.ops_db_url) as db:
+        db.registry.retire("intent_model", 1, actor="oncall", reason="its figures were wrong")
+    options = ReexecutionOptions.from_failure(blocked.run_id, instance)
+    with execute_job(job, instance, reexecution_options=options) as resumed:
+        assert resumed.success
+        assert not step_succeeded(resumed, "intent_model")  # trained in the parent run, not again
+        gate = checks_by_name(resumed)["candidate_not_worse_than_production"]
+        assert gate.passed and gate.metadata["production_version"].value is None
+    assert production_version(workspace) == 2  # the parent run's candidate, not the latest one (v3)
+
+
+def test_promotion_is_refused_when_production_changed_after_the_gate(workspace, instance):
+    job = reconstructable_training(workspace)
+    with execute_job(job, instance) as first:
+        assert first.success and production_version(workspace) == 1
+    # Meanwhile an operator makes another version production.
+    with OpsDb.open(workspace.ops_db_url) as db:
+        v1 = db.registry.get("intent_model", 1)
+        v2 = db.registry.register_candidate(
+            "intent_model", metrics=v1.metrics, artifact_uri=v1.artifact_uri,
+            training_data_fingerprint=v1.training_data_fingerprint, confidence_threshold=0.9)
+        db.registry.promote("intent_model", v2.version, actor="oncall", reason="hand-picked")
+    # The first run's promotion, re-executed alone: its gate compared v1 with no production.
+    options = ReexecutionOptions(parent_run_id=first.run_id, step_selection=["production_intent_model"])
+    with execute_job(job, instance, reexecution_options=options) as again:
+        assert not again.success
+        [failure] = again.get_step_failure_events()
+        assert "ProductionChanged" in failure.event_specific_data.error.to_string()
+        assert "production is v2, not none as expected" in failure.event_specific_data.error.to_string()
+    assert production_version(workspace) == 2

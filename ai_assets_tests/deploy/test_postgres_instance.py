@@ -41,6 +41,7 @@ from ai_assets.defs.ingestion.checks import (
     VOLUME_WITHIN_TRAILING_BAND,
 )
 from ai_assets.defs.enrichment.checks import EVERY_MESSAGE_ENRICHED_ONCE
+from ai_assets.defs.actions.checks import EVERY_DECISION_ACTED_ONCE, EVERY_MESSAGE_TRIAGED_ONCE, NO_DEAD_LETTERS
 from ai_assets_tests.conftest import REPO_ROOT, Workspace, require_postgres
 
 pytestmark = pytest.mark.postgres
@@ -56,6 +57,9 @@ ALL_CHECKS = {
     "validated_messages": {QUARANTINE_SHARE_WITHIN_CEILING, COUNTS_BALANCE},
     "quarantined_messages": {QUARANTINE_ROWS_EXPLAINED},
     "enriched_messages": {EVERY_MESSAGE_ENRICHED_ONCE},
+    "triage_decisions": {EVERY_MESSAGE_TRIAGED_ONCE},
+    "case_actions": {EVERY_DECISION_ACTED_ONCE},
+    "outbox_deliveries": {NO_DEAD_LETTERS},
 }
 
 

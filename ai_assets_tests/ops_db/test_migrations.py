@@ -17,7 +17,8 @@ from ai_assets.ops_db import Base, create_engine_for, current_revision, head_rev
 from ai_assets.ops_db.migrate import check, downgrade, render_item
 from ai_assets.ops_db.types import JSON_DOC, Money, UtcDateTime
 
-TABLES = {"model_versions", "model_events", "llm_cache", "llm_usage"}
+TABLES = {"model_versions", "model_events", "llm_cache", "llm_usage", "cases", "case_history", "actions",
+          "outbox", "deliveries", "audit_log", "review_items"}
 
 
 def _tables(engine) -> set[str]:
@@ -55,12 +56,12 @@ def test_autogenerate_writes_frozen_plain_types(engine):
     metadata = MetaData(naming_convention=Base.metadata.naming_convention)
     for table in Base.metadata.tables.values():
         table.to_metadata(metadata)
-    Table("cases", metadata, Column("id", Integer, primary_key=True), Column("opened_at", UtcDateTime()),
+    Table("refunds", metadata, Column("id", Integer, primary_key=True), Column("opened_at", UtcDateTime()),
           Column("refund_usd", Money()), Column("payload", JSON_DOC))
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True, "target_metadata": metadata})
         code = render_python_code(produce_migrations(ctx, metadata).upgrade_ops, render_item=render_item)
-    assert "op.create_table('cases'" in code
+    assert "op.create_table('refunds'" in code
     assert "sa.DateTime(timezone=True)" in code
     assert "sa.Numeric(precision=18, scale=9).with_variant(sa.BigInteger(), 'sqlite')" in code
     assert "sa.JSON().with_variant(postgresql.JSONB(), 'postgresql')" in code

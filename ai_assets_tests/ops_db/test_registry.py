@@ -10,6 +10,7 @@ import sqlalchemy
 from sqlalchemy import text
 
 from ai_assets.ops_db import NoRollbackTarget, OpsDb, UnknownModelVersion, create_engine_for
+from ai_assets.ops_db.registry import ProductionChanged
 
 
 def register(ops: OpsDb, name: str = "intent", accuracy: float = 0.9, **overrides):
@@ -93,6 +94,44 @@ def test_promote_is_idempotent_and_checks_the_version(ops: OpsDb):
         ops.registry.promote("intent", 9, actor="a", reason="r")
     with pytest.raises(UnknownModelVersion):
         ops.registry.get("other", 1)
+
+
+def test_promote_compares_and_swaps_against_the_expected_production(ops: OpsDb):
+    reg = ops.registry
+    for _ in range(3):
+        register(ops)
+    reg.promote("intent", 1, actor="ci", reason="first", expected_current=None)
+    # The gate compared v2 with v1; meanwhile an operator promoted v3.
+    reg.promote("intent", 3, actor="oncall", reason="hotfix")
+    with pytest.raises(ProductionChanged, match="production is v3, not v1 as expected"):
+        reg.promote("intent", 2, actor="ci", reason="gate passed", expected_current=1)
+    with pytest.raises(ProductionChanged, match="production is v3, not none as expected"):
+        reg.promote("intent", 2, actor="ci", reason="gate passed", expected_current=None)
+    assert statuses(ops) == {1: "retired", 2: "candidate", 3: "production"}  # nothing changed
+    assert [e.to_version for e in reg.events("intent")] == [1, 3]
+    assert reg.promote("intent", 2, actor="ci", reason="gated again", expected_current=3).status == "production"
+    # A retried promotion that already happened stays a no-op, whatever it expected.
+    assert reg.promote("intent", 2, actor="ci", reason="retried step", expected_current=3).version == 2
+    assert len(reg.events("intent")) == 3
+
+
+def test_concurrent_expected_promotions_let_exactly_one_through(ops: OpsDb, db_url):
+    """Two trainings gated against the same production version promote at the same moment:
+    the comparison is made under the lock, so the second sees the first's promotion."""
+    n = 4
+    for _ in range(n + 1):
+        register(ops)
+    ops.registry.promote("intent", 1, actor="ci", reason="first")
+    clients = [OpsDb(create_engine_for(db_url)) for _ in range(n)]
+    try:
+        errors = _race(lambda i: clients[i].registry.promote(
+            "intent", i + 2, actor=f"worker-{i}", reason="gate passed", expected_current=1), n)
+    finally:
+        for c in clients:
+            c.dispose()
+    assert len(errors) == n - 1 and all(isinstance(e, ProductionChanged) for e in errors)
+    assert list(statuses(ops).values()).count("production") == 1
+    assert [(e.from_version, e.action) for e in ops.registry.events("intent")][1:] == [(1, "promote")]
 
 
 def test_versions_count_per_name(ops: OpsDb):

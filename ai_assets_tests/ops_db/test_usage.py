@@ -31,6 +31,17 @@ def test_spent_in_half_open_windows(ops: OpsDb):
     assert u.spent_usd(T0.astimezone(cet), (T0 + timedelta(days=1)).astimezone(cet)) == Decimal("0.50")
 
 
+def test_spend_can_leave_out_runs_by_prefix(ops: OpsDb):
+    u = ops.usage
+    u.record(tier="llm", model="haiku", cost_usd=Decimal("0.10"), run_id="dagster-run", at=T0)
+    u.record(tier="llm", model="haiku", cost_usd=Decimal("0.20"), run_id=None, at=T0)
+    u.record(tier="llm", model="haiku", cost_usd=Decimal("0.40"), run_id="evaluate-1", at=T0)
+    u.record(tier="llm", model="haiku", cost_usd=Decimal("0.80"), run_id="evaluateX", at=T0)  # not the prefix
+    assert u.spent_usd() == Decimal("1.50")
+    assert u.spent_usd(exclude_run_prefix="evaluate-") == Decimal("1.10")  # no-run calls still count
+    assert u.spent_usd(exclude_run_prefix="%") == Decimal("1.50")  # a prefix, not a LIKE pattern
+
+
 def test_costs_are_exact_decimals(ops: OpsDb):
     """10,000 calls at a price no binary float holds exactly sum to the exact amount."""
     per_call = Decimal("0.000123457")  # 9 decimal places: 1e-9 dollars is the unit

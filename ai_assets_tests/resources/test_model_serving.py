@@ -3,7 +3,10 @@
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from dagster import EnvVar
+
 from ai_assets.core.dataset import load_categories, split_banking77
+from ai_assets.resources import model_serving_from_env
 from ai_assets.resources.model_serving import ModelServing
 from ai_assets.resources.ops_database import OpsDatabase
 from ai_assets.serving.router import LOCAL
@@ -53,3 +56,36 @@ def test_daily_budget_counts_what_earlier_runs_spent(tmp_path):
     assert all("budget_exhausted" in r.fallback_reason for r in results)
     assert all(r.answer.tier != LOCAL for r in results)  # no local model here: rules or a person
     assert alerts and alerts[0].level.value in ("warning", "exhausted")
+
+
+def test_an_evaluation_has_its_own_budget_and_leaves_live_traffic_s_day_alone(tmp_path):
+    db = OpsDatabase(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
+    db.usage.record(tier="claude-sonnet-4-5", model="claude-sonnet-4-5", cost_usd=Decimal("1.00"),
+                    run_id="live-run", at=datetime.now(timezone.utc) - timedelta(minutes=5))
+    with MessagesAPIServer(banking77_labels()) as server:
+        config = serving(server, daily_budget_usd=1.0)  # live traffic's day is spent
+        evaluation = config.evaluation(db, budget_usd=10.0)
+        records = evaluation.serve(TEXTS[:4])
+        assert server.stats().messages_requests > 0  # not stopped by live traffic's daily budget
+        nothing = config.evaluation(db, budget_usd=0.0).serve(TEXTS[4:6])  # its own budget binds it
+        assert server.stats().messages_requests == 4  # the primary answered the first four; then none
+    assert all(r["tier"] == "claude-sonnet-4-5" and r["cost_usd"] > 0 for r in records)
+    assert all("budget_exhausted" in r["fallback_reason"] for r in nothing)
+    evaluated = db.usage.spent_usd() - Decimal("1.00")
+    assert evaluated > 0  # recorded, with its cost
+    assert config.budget(db).daily_spent == Decimal("1.00")  # but not counted against live traffic
+
+
+def test_the_api_key_and_base_url_are_env_var_references_in_dagster(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "secret-key")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://gateway.internal:8080")
+    in_dagster = model_serving_from_env()
+    # The stored configuration names the variables; the run resolves them.
+    assert isinstance(in_dagster.anthropic_base_url, EnvVar) and in_dagster.anthropic_base_url == "ANTHROPIC_BASE_URL"
+    assert isinstance(in_dagster.anthropic_api_key, EnvVar)
+    resolved = in_dagster.process_config_and_initialize()
+    assert (resolved.anthropic_api_key, resolved.anthropic_base_url) == ("secret-key", "http://gateway.internal:8080")
+    cli = model_serving_from_env(in_dagster=False)  # the CLI uses the resource directly
+    assert (cli.anthropic_api_key, cli.anthropic_base_url) == ("secret-key", "http://gateway.internal:8080")
+    monkeypatch.delenv("ANTHROPIC_BASE_URL")
+    assert model_serving_from_env().anthropic_base_url is None  # the SDK's default

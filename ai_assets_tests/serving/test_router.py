@@ -3,11 +3,14 @@
 from decimal import Decimal
 
 import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import make_pipeline
+from sklearn.tree import DecisionTreeClassifier
 
 from ai_assets.core.dataset import split_banking77
 from ai_assets.core.deadline import Deadline
 from ai_assets.serving.router import HUMAN, KEYWORDS, LOCAL, NEEDS_HUMAN, Router, total_cost
-from ai_assets_tests.serving.conftest import LABELS, PRIMARY, SECONDARY, MemoryCache, budget
+from ai_assets_tests.serving.conftest import LABELS, PRIMARY, SECONDARY, MemoryCache, Prediction, budget
 
 TEXTS = [r.text for r in split_banking77()["validation"][:60]]
 
@@ -25,6 +28,30 @@ def test_only_unsure_messages_reach_the_llm(server, make_tier, local_model):
     assert [r.answer.tier for r in results] == [LOCAL if c >= 0.5 else PRIMARY for c in local_conf]
     assert all(r.answer.intent in LABELS or r.answer.intent == "out_of_scope" for r in results)
     assert total_cost(results) > 0
+
+
+class CertainLocalModel:
+    """A fully grown decision tree: its leaves are pure, so every confidence is exactly 1.0."""
+
+    version = "test-tree"
+
+    def __init__(self):
+        rows = split_banking77()["train"][:1500]
+        self.pipeline = make_pipeline(TfidfVectorizer(), DecisionTreeClassifier(random_state=0))
+        self.pipeline.fit([r.text for r in rows], [r.category for r in rows])
+
+    def predict(self, texts):
+        probabilities = self.pipeline.predict_proba(list(texts))
+        return [Prediction(self.pipeline.classes_[p.argmax()], float(p.max())) for p in probabilities]
+
+
+def test_a_threshold_of_one_sends_even_certain_local_answers_on(server, make_tier):
+    """A stored threshold of 1.0 stands for "none reaches the target precision"."""
+    local = CertainLocalModel()
+    assert {p.confidence for p in local.predict(TEXTS[:5])} == {1.0}
+    results = router(local, [make_tier()], threshold=1.0).enrich(TEXTS[:5], budget(), Deadline(60))
+    assert {r.answer.tier for r in results} == {PRIMARY}
+    assert all(r.local is not None and r.local.confidence == 1.0 for r in results)
 
 
 def test_overloaded_primary_falls_back_to_the_second_model(server, make_tier, local_model):

@@ -16,6 +16,7 @@ from dagster import (
     sensor,
 )
 
+from ai_assets.defs.actions.assets import GROUP as ACTIONS_GROUP
 from ai_assets.defs.enrichment.assets import enriched_messages
 from ai_assets.defs.ingestion.assets import GROUP
 from ai_assets.defs.ingestion.checks import freshness_checks
@@ -26,12 +27,14 @@ ingestion_job = define_asset_job(
     "ingestion_job",
     # Freshness checks look at the latest partition, not the run's: their own sensor runs them.
     # (Materializing from an asset page in the UI may include them; they are read-only.)
-    # Enrichment runs in the same run as validation: only then do the blocking checks on
-    # validated_messages stop a bad day from reaching the models.
-    selection=(AssetSelection.groups(GROUP) | AssetSelection.assets(enriched_messages))
+    # Enrichment and actions run in the same run as validation: only then do the blocking
+    # checks on validated_messages and enriched_messages stop a bad day from reaching the
+    # models and the customers.
+    selection=(AssetSelection.groups(GROUP, ACTIONS_GROUP) | AssetSelection.assets(enriched_messages))
     - AssetSelection.checks(*freshness_checks),
     partitions_def=daily_partitions,
-    description="Landing files of one day to validated, quarantined and enriched messages, with all checks.",
+    description="Landing files of one day to validated, enriched and acted-on messages, outbox delivered, "
+                "with all checks.",
 )
 
 # 01:30 UTC: re-runs yesterday even if no sensor fired, so a silent upstream shows as a

@@ -1,34 +1,65 @@
 """The intent model's lifecycle: train a candidate, gate it, promote it."""
 
+from collections.abc import Iterator
+
 from dagster import (
+    AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetExecutionContext,
     AssetKey,
+    DagsterEventType,
+    EventLogRecord,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
 from ai_assets.core.dataset import split_banking77
+from ai_assets.core.intent_model import INTENT_MODEL
 from ai_assets.core.model_training import first_per_intent, train_candidate
 from ai_assets.core.out_of_scope import load_out_of_scope
 from ai_assets.core.text_encoders import encoder_named
 from ai_assets.resources.model_training import IntentModelTraining
 from ai_assets.resources.ops_database import OpsDatabase
-from ai_assets.serving.live import INTENT_MODEL
 
 GROUP = "model"
 MODEL_VERSION = "model_version"  # metadata key: the registry version this run trained
+PROMOTION_GATE = "candidate_not_worse_than_production"  # the blocking check on intent_model
+GATED_AGAINST = "production_version"  # its metadata key: the production version it compared with
+
+
+def _records_of_run_and_parents(context: AssetExecutionContext | AssetCheckExecutionContext,
+                                event_type: DagsterEventType) -> Iterator[EventLogRecord]:
+    """This run's events of `event_type`, newest first, then its parent run's, and so on: a
+    re-execution from failure skips the steps that succeeded, so their events are in the
+    runs it re-executes. Other runs (a concurrent training) are never looked at."""
+    run = context.run
+    while run is not None:
+        yield from context.instance.get_records_for_run(run.run_id, of_type=event_type, ascending=False).records
+        run = context.instance.get_run_by_id(run.parent_run_id) if run.parent_run_id else None
 
 
 def version_trained_in_run(context: AssetExecutionContext | AssetCheckExecutionContext, asset_key: AssetKey) -> int:
-    """The registry version `intent_model` registered in this same run."""
-    run_id = context.run.run_id
-    event = context.instance.get_latest_materialization_event(asset_key)
-    if event is None or event.run_id != run_id:
-        raise RuntimeError(f"{asset_key.to_user_string()} was not materialized in run {run_id}: "
-                           "train and gate a candidate in the same run (model_training_job)")
-    return int(event.asset_materialization.metadata[MODEL_VERSION].value)
+    """The registry version `asset_key` (intent_model) registered in this run or the run it re-executes."""
+    for record in _records_of_run_and_parents(context, DagsterEventType.ASSET_MATERIALIZATION):
+        if record.asset_key == asset_key:
+            return int(record.asset_materialization.metadata[MODEL_VERSION].value)
+    raise RuntimeError(f"{asset_key.to_user_string()} was not materialized in run {context.run_id} or the "
+                       "runs it re-executes: train and gate a candidate in the same run (model_training_job)")
+
+
+def production_version_gated_against(context: AssetExecutionContext) -> int | None:
+    """The production version (None: none) the promotion gate of this run compared the
+    candidate with, from the gate's latest evaluation in this run or the runs it re-executes."""
+    for record in _records_of_run_and_parents(context, DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        if (isinstance(evaluation, AssetCheckEvaluation) and evaluation.asset_key == intent_model.key
+                and evaluation.check_name == PROMOTION_GATE):
+            if not evaluation.passed:
+                raise RuntimeError(f"the promotion gate failed in run {record.run_id}: {evaluation.description}")
+            value = evaluation.metadata[GATED_AGAINST].value
+            return int(value) if value is not None else None
+    raise RuntimeError(f"the promotion gate {PROMOTION_GATE} was not evaluated in run {context.run_id}")
 
 
 @asset(group_name=GROUP, kinds={"scikitlearn"})
@@ -44,7 +75,9 @@ def intent_model(context: AssetExecutionContext, model_training: IntentModelTrai
                                 seed=model_training.seed, target_precision=model_training.target_precision)
     path = model_training.artifact_path(INTENT_MODEL, candidate.fingerprint, context.run_id)
     candidate.model.save(path)
-    threshold = min(candidate.model.threshold, 1.0)  # inf (nothing reaches the target) is stored as 1
+    # inf (nothing reaches the target) is stored as 1.0, which automates nothing; the metric
+    # threshold_finite records it, and the promotion gate refuses such a candidate.
+    threshold = min(candidate.model.threshold, 1.0)
     record = ops_database.db().registry.register_candidate(
         INTENT_MODEL, metrics=candidate.metrics, artifact_uri=str(path),
         training_data_fingerprint=candidate.fingerprint, confidence_threshold=threshold,
@@ -68,15 +101,20 @@ def intent_model(context: AssetExecutionContext, model_training: IntentModelTrai
 @asset(group_name=GROUP, deps=[intent_model], kinds={"postgres"})
 def production_intent_model(context: AssetExecutionContext, ops_database: OpsDatabase) -> MaterializeResult:
     """The version live traffic uses: the candidate of this run, promoted once the blocking
-    promotion gate passed. `ai-assets model rollback` restores the previous one."""
-    registry = ops_database.db().registry
-    previous = registry.get_production(INTENT_MODEL)
+    promotion gate passed. `ai-assets model rollback` restores the previous one.
+
+    The gate's verdict holds only against the production version it compared with, so the
+    promotion is a compare-and-swap against that version, read from the gate's evaluation
+    (not re-read here): if a promotion or rollback happened since, the registry refuses
+    (`ProductionChanged`) and this step fails; run model_training_job again to gate anew."""
     version = version_trained_in_run(context, intent_model.key)
-    record = registry.promote(INTENT_MODEL, version, actor=f"dagster run {context.run_id}",
-                              reason="promotion gate passed")
+    gated_against = production_version_gated_against(context)
+    record = ops_database.db().registry.promote(
+        INTENT_MODEL, version, actor=f"dagster run {context.run_id}", reason="promotion gate passed",
+        expected_current=gated_against)
     return MaterializeResult(metadata={
         MODEL_VERSION: record.version,
-        "previous_version": previous.version if previous else None,
+        "previous_version": gated_against,
         "confidence_threshold": record.confidence_threshold,
         "accuracy": record.metrics.get("accuracy"),
         "coverage_at_target_precision": record.metrics.get("coverage"),

@@ -2,19 +2,18 @@
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
+from ai_assets.core.intent_model import INTENT_MODEL
 from ai_assets.core.promotion import gate_failures
-from ai_assets.defs.model.assets import intent_model, version_trained_in_run
+from ai_assets.defs.model.assets import GATED_AGAINST, PROMOTION_GATE, intent_model, version_trained_in_run
 from ai_assets.resources.model_training import IntentModelTraining
 from ai_assets.resources.ops_database import OpsDatabase
-from ai_assets.serving.live import INTENT_MODEL
-
-PROMOTION_GATE = "candidate_not_worse_than_production"
 
 
 @asset_check(asset=intent_model, name=PROMOTION_GATE, blocking=True,
              description="Blocks promotion of a candidate whose validation accuracy or coverage at the "
-                         "target precision is worse than production's or below the floors, or which "
-                         "automates too many held-out out-of-scope messages.")
+                         "target precision is worse than production's or below the floors, which "
+                         "automates too many held-out out-of-scope messages, or for which no "
+                         "confidence threshold reaches the target precision.")
 def candidate_not_worse_than_production(context: AssetCheckExecutionContext, model_training: IntentModelTraining,
                                         ops_database: OpsDatabase) -> AssetCheckResult:
     registry = ops_database.db().registry
@@ -22,7 +21,7 @@ def candidate_not_worse_than_production(context: AssetCheckExecutionContext, mod
     production = registry.get_production(INTENT_MODEL)
     failures = gate_failures(candidate.metrics, production.metrics if production else None,
                              model_training.gate_rules())
-    keys = ("accuracy", "coverage", "out_of_scope_automated")
+    keys = ("accuracy", "coverage", "out_of_scope_automated", "threshold_finite")
     return AssetCheckResult(
         passed=not failures,
         severity=AssetCheckSeverity.ERROR,
@@ -31,6 +30,8 @@ def candidate_not_worse_than_production(context: AssetCheckExecutionContext, mod
         metadata={
             "candidate": candidate.label,
             "production": production.label if production else "none",
+            # production_intent_model promotes only if this is still the production version.
+            GATED_AGAINST: production.version if production else None,
             "candidate_metrics": MetadataValue.json({k: candidate.metrics.get(k) for k in keys}),
             "production_metrics": MetadataValue.json({k: production.metrics.get(k) for k in keys}
                                                      if production else {}),
