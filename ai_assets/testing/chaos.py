@@ -219,6 +219,7 @@ def chaos_env(dialect: str, messages: int) -> Iterator[ChaosEnv]:
     with tempfile.TemporaryDirectory(prefix="ai_assets_chaos_") as tmp, _database(dialect, Path(tmp)) as url:
         root = Path(tmp)
         (root / "dagster_home").mkdir()
+        (root / "dagster_home" / "dagster.yaml").write_text("")  # the embedded SQLite default
         env = ChaosEnv(root, url, messages)
         candidate, path = _smoke_model(root / "models")
         with env.db() as db:
@@ -257,10 +258,11 @@ class Missed(Exception):
 
 
 def _step_retries(env: ChaosEnv) -> int:
-    from dagster import DagsterEventType, DagsterInstance, EventRecordsFilter
+    from dagster import DagsterEventType, DagsterInstance
 
     with DagsterInstance.from_config(str(env.root / "dagster_home")) as instance:
-        return len(instance.get_event_records(EventRecordsFilter(event_type=DagsterEventType.STEP_UP_FOR_RETRY)))
+        return sum(len(instance.get_records_for_run(run.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY).records)
+                   for run in instance.get_runs())
 
 
 def sigkill_mid_case_actions(env: ChaosEnv) -> tuple[Tally, str]:
