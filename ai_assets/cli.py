@@ -175,7 +175,7 @@ def demo(days: int, per_day: int) -> None:
         ok = _print_day_summary(rows, day) and ok
     settings = action_settings_from_env(in_dagster=False)
     click.echo(f"Customer e-mail went to {settings.smtp_host or Path(settings.outbox_dir) / 'mail'}; case events to "
-               f"{settings.webhook_url or Path(settings.outbox_dir) / 'events'}. "
+               f"{'the webhook in AI_ASSETS_WEBHOOK_URL' if settings.webhook_url else Path(settings.outbox_dir) / 'events'}. "
                "`ai-assets audit MESSAGE_ID` tells one message's story.")
     wide_checks = {c["name"]: c["passed"] for r in rows for c in r["checks"] if not c["partitioned"]}
     for name, passed in sorted(wide_checks.items()):

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
+
+
+def _actor() -> str:
+    return os.environ.get("USER") or os.environ.get("LOGNAME") or "cli"
 
 
 def _db():
@@ -71,24 +76,16 @@ def outbox_status(partition: str | None) -> None:
 @click.option("--deadline", "deadline_s", default=30.0, show_default=True, help="Seconds to keep retrying.")
 def outbox_deliver(partition: str | None, deadline_s: float) -> None:
     """Deliver what is due now, retrying until the deadline; prints the report."""
-    from ai_assets.delivery import OutboxStore, deliver_until_settled
-    from ai_assets.ops_db import AuditContext, AuditEvent
+    from ai_assets.ops_db import AuditContext
     from ai_assets.resources import action_settings_from_env
 
-    settings = action_settings_from_env(in_dagster=False)
     with _db() as db:
-        ctx = AuditContext("cli outbox deliver", None, partition)
-
-        def record(kind, row, detail) -> None:
-            db.audit.record(ctx, AuditEvent.DEAD_LETTER if kind == "dead" else AuditEvent.DELIVERY,
-                            message_id=row.message_id, outcome=kind, kind=row.kind,
-                            idempotency_key=row.idempotency_key, **detail)
-
-        report = deliver_until_settled(OutboxStore(db.sessions), settings.transports(), deadline_s=deadline_s,
-                                       max_attempts=settings.max_attempts, base_backoff_s=settings.base_backoff_s,
-                                       max_backoff_s=settings.max_backoff_s, partition=partition, on_event=record)
+        report = action_settings_from_env(in_dagster=False).deliver(
+            db, AuditContext(f"cli outbox deliver by {_actor()}"), partition=partition, deadline_s=deadline_s)
     click.echo(json.dumps({"attempted": report.attempted, "delivered": report.delivered,
                            "failed_will_retry": report.failed, "dead": report.dead}, sort_keys=True))
+    if report.dead:
+        raise click.ClickException(f"{report.dead} rows became dead letters: `ai-assets outbox status`")
 
 
 @outbox.command("requeue")
@@ -96,8 +93,14 @@ def outbox_deliver(partition: str | None, deadline_s: float) -> None:
 def outbox_requeue(outbox_ids: tuple[int, ...]) -> None:
     """Put dead letters back to pending (after fixing the receiver)."""
     from ai_assets.delivery import OutboxStore
+    from ai_assets.ops_db import AuditContext, AuditEvent
 
     with _db() as db:
         store = OutboxStore(db.sessions)
         for outbox_id in outbox_ids:
-            click.echo(f"{outbox_id}: {'requeued' if store.requeue(outbox_id) else 'not dead, unchanged'}")
+            requeued = store.requeue(outbox_id)
+            if requeued:
+                row = store.get(outbox_id)
+                db.audit.record(AuditContext(f"cli outbox requeue by {_actor()}", None, row.partition),
+                                AuditEvent.REQUEUE, message_id=row.message_id, outbox_id=outbox_id, kind=row.kind)
+            click.echo(f"{outbox_id}: {'requeued' if requeued else 'not dead, unchanged'}")

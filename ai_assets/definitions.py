@@ -6,6 +6,7 @@ from dagster import Definitions, in_process_executor
 
 from ai_assets.defs.actions.assets import case_actions, outbox_deliveries, triage_decisions
 from ai_assets.defs.actions.checks import action_checks
+from ai_assets.defs.actions.jobs import outbox_retry_job, outbox_retry_schedule
 from ai_assets.defs.enrichment.assets import enriched_messages
 from ai_assets.defs.enrichment.checks import enrichment_checks
 from ai_assets.defs.ingestion.assets import raw_messages, validate_messages
@@ -23,8 +24,8 @@ def build_defs(resources: Mapping[str, object]) -> Definitions:
         assets=[raw_messages, validate_messages, intent_model, production_intent_model, enriched_messages,
                 triage_decisions, case_actions, outbox_deliveries],
         asset_checks=[*partition_checks, *freshness_checks, *model_checks, *enrichment_checks, *action_checks],
-        jobs=[ingestion_job, model_training_job],
-        schedules=[daily_ingestion_schedule],
+        jobs=[ingestion_job, model_training_job, outbox_retry_job],
+        schedules=[daily_ingestion_schedule, outbox_retry_schedule],
         sensors=[landing_zone_sensor, freshness_sensor],
         resources=dict(resources),
         # Steps are short pandas work: a process per step (the multiprocess default) costs

@@ -72,12 +72,12 @@ def test_definitions_load_with_expected_assets_checks_sensors():
     sensors = {s.name: s for s in defs.sensors}
     assert set(sensors) == {"landing_zone_sensor", "ingestion_freshness_sensor"}
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
-    (schedule,) = defs.schedules
-    assert schedule.default_status == DefaultScheduleStatus.RUNNING
+    assert {s.name for s in defs.schedules} == {"ingestion_job_schedule", "outbox_retry_job_schedule"}
+    assert all(s.default_status == DefaultScheduleStatus.RUNNING for s in defs.schedules)
 
     job = defs.resolve_job_def("ingestion_job")
     assert job.partitions_def == daily_partitions
-    assert {"ingestion_job", "model_training_job"} <= {j.name for j in defs.resolve_all_job_defs()}
+    assert {"ingestion_job", "model_training_job", "outbox_retry_job"} <= {j.name for j in defs.resolve_all_job_defs()}
     for resource in ("landing_zone", "io_manager", "ingestion_policy", "ops_database", "model_serving",
                      "model_training", "action_settings"):
         assert resource in defs.resources

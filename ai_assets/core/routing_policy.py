@@ -76,7 +76,12 @@ def _template(name: str, entry: object) -> Template:
         if unknown:
             raise PolicyError(f"template {name!r}: unknown placeholders {unknown}; "
                               f"allowed: {sorted(TEMPLATE_FIELDS)}")
-    return Template(entry["subject"], entry["body"])
+    template = Template(entry["subject"], entry["body"])
+    try:  # a format spec can hide a placeholder ("{case_id:{x}}"): render once, here, not per customer
+        template.render(case_id=1, topic="card arrival", queue="cards", priority="P1")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise PolicyError(f"template {name!r} does not render: {type(exc).__name__}: {exc}") from None
+    return template
 
 
 def _route(intent: str, entry: object) -> Route:

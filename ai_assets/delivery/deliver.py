@@ -71,8 +71,10 @@ class DeliveryReport:
 def deliver_due(store: OutboxStore, transports: Mapping[str, Transport], *, max_attempts: int = 5,
                 base_backoff_s: float = 1.0, max_backoff_s: float = 300.0, lease_s: float = 60.0,
                 partition: str | None = None, limit: int = 1000, clock: Clock | None = None,
-                rng: random.Random | None = None, on_event: EventCallback | None = None) -> DeliveryReport:
-    """One pass over the rows due now whose kind has a transport (others are left pending).
+                rng: random.Random | None = None, on_event: EventCallback | None = None,
+                stop_at: datetime | None = None) -> DeliveryReport:
+    """One pass over the rows due now whose kind has a transport (others are left pending),
+    claiming no new row after `stop_at`.
     An exception from `on_event` stops the pass; the attempt it reports is already recorded
     and no other row is held."""
     if max_attempts < 1:
@@ -82,6 +84,8 @@ def deliver_due(store: OutboxStore, transports: Mapping[str, Transport], *, max_
     counts = dict(attempted=0, delivered=0, failed=0, dead=0, skipped_claimed=0, lost_lease=0)
     dead_keys: list[str] = []
     for due in store.due(clock(), limit, partition, kinds=list(transports)):
+        if stop_at is not None and clock() >= stop_at:
+            break
         row = store.claim(due.id, clock(), lease_s)
         if row is None:
             counts["skipped_claimed"] += 1
@@ -146,7 +150,7 @@ def deliver_until_settled(store: OutboxStore, transports: Mapping[str, Transport
     while True:
         total += deliver_due(store, transports, max_attempts=max_attempts, base_backoff_s=base_backoff_s,
                              max_backoff_s=max_backoff_s, lease_s=lease_s, partition=partition, limit=limit,
-                             clock=clock, rng=rng, on_event=on_event)
+                             clock=clock, rng=rng, on_event=on_event, stop_at=give_up_at)
         next_at = store.next_due_at(partition, kinds)
         now = clock()
         if next_at is None or next_at >= give_up_at or now >= give_up_at:

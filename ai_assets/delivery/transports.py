@@ -95,7 +95,7 @@ def build_email(row: OutboxRow, sender: str = DEFAULT_SENDER) -> EmailMessage:
         raise DeliveryFailed("e-mail payload has no text body", retryable=False)
     msg = EmailMessage(policy=_EMAIL_POLICY)
     try:
-        msg["From"] = row.payload.get("from") or sender
+        msg["From"] = sender
         msg["To"] = row.destination
         msg["Subject"] = row.subject or ""
         msg["Date"] = email.utils.format_datetime(row.created_at)
@@ -107,9 +107,14 @@ def build_email(row: OutboxRow, sender: str = DEFAULT_SENDER) -> EmailMessage:
     return msg
 
 
+_ADDRESS = re.compile(r"[^\s<>@,;:\"']+@[^\s<>@,;:\"']+")
+
+
 def _reply(raw: bytes | str) -> str:
+    """A server's reply, one line, bounded, with any e-mail address in it replaced: servers quote
+    the recipient ("550 <c-42@…> rejected") and errors end up in the audit log and the UI."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    return " ".join(text.split())[:_REPLY_CHARS]
+    return _ADDRESS.sub("[address]", " ".join(text.split()))[:_REPLY_CHARS]
 
 
 class SmtpMailer:

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,18 +28,25 @@ from ai_assets.core.triage import Decision, email_key, event_key, topic
 from ai_assets.ops_db.audit import AuditContext, AuditEvent, add_entry
 from ai_assets.ops_db.cases import PIPELINE_ACTOR_PREFIX, CaseKey, CaseRef, open_case_refs
 from ai_assets.ops_db.engine import Sessions
-from ai_assets.ops_db.models import (Action, ActionOutcome, Case, CaseHistory, CaseStatus, OutboxKind,
+from ai_assets.ops_db.models import (Action, ActionOutcome, AuditEntry, Case, CaseHistory, CaseStatus, OutboxKind,
                                      OutboxMessage, ReviewItem)
 from ai_assets.ops_db.types import utcnow
+
+if TYPE_CHECKING:
+    from ai_assets.ops_db import OpsDb
 
 ALREADY_DONE = "already_done"  # not an outcome stored: the count of messages found done
 
 
-def _person_who_changed(s: Session, case_id: int, after_version: int) -> str | None:
-    """The first non-pipeline actor among the case's changes after `after_version`, if any."""
-    actors = s.scalars(select(CaseHistory.actor).where(CaseHistory.case_id == case_id,
-                                                       CaseHistory.version > after_version)
-                       .order_by(CaseHistory.version))
+def _who_else_changed(s: Session, case_id: int, after_version: int, current_version: int) -> str | None:
+    """Who, other than a pipeline run, changed the case after `after_version`; None when every
+    change since is a pipeline run's. Fails closed: a version bump without its history row (a
+    CRM or a hand-written UPDATE) counts as someone else's change."""
+    actors = list(s.scalars(select(CaseHistory.actor).where(CaseHistory.case_id == case_id,
+                                                            CaseHistory.version > after_version)
+                            .order_by(CaseHistory.version)))
+    if len(actors) != current_version - after_version:
+        return "a writer that left no case history"
     return next((a for a in actors if not a.startswith(PIPELINE_ACTOR_PREFIX)), None)
 
 
@@ -113,6 +120,11 @@ class ActionLedger:
         if d.policy_version != self._policy.version:
             raise ValueError(f"decision for {d.message_id} was made under policy {d.policy_version}, "
                              f"this ledger acts under {self._policy.version}")
+        if d.decision != Decision.REVIEW:
+            route = self._policy.routes.get(d.intent)
+            if route is None or (route.action, route.queue, route.priority) != (d.action, d.queue, d.priority):
+                raise ValueError(f"decision for {d.message_id} ({d.intent}: {d.action} {d.queue} {d.priority}) "
+                                 f"does not match policy {self._policy.version}: re-materialize triage_decisions")
         try:
             with self._sessions.write() as s:
                 if done := self._done(s, d):
@@ -195,7 +207,7 @@ class ActionLedger:
             return self._conflict(s, d, read.id, f"case {read.id} was closed after the pipeline read v{read.version}")
         if current is not None and (read is None or (current.id, current.version) != (read.id, read.version)):
             after = read.version if read is not None and read.id == current.id else 0
-            person = _person_who_changed(s, current.id, after)
+            person = _who_else_changed(s, current.id, after, current.version)
             if person is not None:
                 return self._conflict(s, d, current.id, f"case {current.id} changed by {person} after the "
                                       f"pipeline read {f'v{after}' if after else 'the cases'}; now v{current.version}")
@@ -210,8 +222,11 @@ class ActionLedger:
         else:
             case_id, version, event = current.id, current.version + 1, "case.updated"
             priority = min(current.priority, d.priority)  # "P1" < "P2": the more urgent wins
+            # Acting again under a new policy version: the message is on the case already.
+            known = s.scalar(select(exists().where(CaseHistory.case_id == case_id,
+                                                   CaseHistory.message_id == d.message_id)))
             done = s.execute(update(Case).where(Case.id == case_id, Case.version == current.version).values(
-                message_count=Case.message_count + 1, last_message_id=d.message_id, intent=d.intent,
+                message_count=Case.message_count + (0 if known else 1), last_message_id=d.message_id, intent=d.intent,
                 priority=priority, version=version, updated_at=now, updated_by=self._audit.actor))
             if done.rowcount != 1:  # cannot happen under the row lock; refuse rather than overwrite
                 return self._conflict(s, d, case_id, f"case {case_id} changed during the update")
@@ -248,3 +263,62 @@ class ActionLedger:
 def outcome_counts(results: Iterable[ActionResult]) -> dict[str, int]:
     counts = Counter(r.outcome for r in results)
     return {k: counts.get(k, 0) for k in (*(o.value for o in ActionOutcome), ALREADY_DONE)}
+
+
+@dataclass(frozen=True)
+class Tally:
+    lost: int = 0
+    duplicated: int = 0
+    half_done: int = 0
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(self.lost + other.lost, self.duplicated + other.duplicated, self.half_done + other.half_done)
+
+
+def action_tally(db: OpsDb | Sessions, message_ids: list[str], policy_version: str) -> Tally:
+    """Counted in the database for these messages. Lost: no ledger row under the policy version.
+    Duplicated: more than one ledger row, customer e-mail or review item per message, or more
+    case changes than acted rows. Half-done: an acted row without its case change, e-mail,
+    event or audit row; a review/conflict row without its review item; a case change or
+    outbox row of a message the ledger never acted on."""
+    sessions = db if isinstance(db, Sessions) else db.sessions
+    ledger, acted, history, emails, events, audited, reviews, outboxed = [], Counter(), Counter(), Counter(), \
+        set(), set(), Counter(), set()
+    ids = sorted(set(message_ids))
+    with sessions.read() as s:
+        for start in range(0, len(ids), 500):  # bounded IN lists
+            chunk = ids[start:start + 500]
+
+            def per_message(column, *where):
+                return Counter(dict(s.execute(select(column, func.count()).where(*where).group_by(column)).all()))
+
+            ledger += s.execute(select(Action.message_id, Action.outcome, Action.idempotency_key).where(
+                Action.message_id.in_(chunk), Action.policy_version == policy_version)).all()
+            acted += per_message(Action.message_id, Action.message_id.in_(chunk),
+                                 Action.outcome == ActionOutcome.ACTED.value)
+            history += per_message(CaseHistory.message_id, CaseHistory.message_id.in_(chunk))
+            emails += per_message(OutboxMessage.message_id, OutboxMessage.message_id.in_(chunk),
+                                  OutboxMessage.kind == OutboxKind.EMAIL.value)
+            events |= set(s.scalars(select(Action.idempotency_key)
+                                    .join(OutboxMessage, OutboxMessage.action_id == Action.id)
+                                    .where(Action.message_id.in_(chunk), Action.policy_version == policy_version,
+                                           OutboxMessage.kind == OutboxKind.WEBHOOK.value)))
+            audited |= set(s.scalars(select(AuditEntry.message_id).where(
+                AuditEntry.message_id.in_(chunk), AuditEntry.event == AuditEvent.ACTION,
+                AuditEntry.policy_version == policy_version)))
+            reviews += per_message(ReviewItem.idempotency_key, ReviewItem.message_id.in_(chunk))
+            outboxed |= set(s.scalars(select(OutboxMessage.message_id).where(OutboxMessage.message_id.in_(chunk))))
+    per_ledger = Counter(m for m, _, _ in ledger)
+    lost = len(set(ids) - set(per_ledger))
+    duplicated = (sum(n - 1 for n in per_ledger.values() if n > 1) + sum(n - 1 for n in emails.values() if n > 1)
+                  + sum(n - 1 for n in reviews.values() if n > 1)
+                  + sum(max(0, n - acted.get(m, 0)) for m, n in history.items()))
+    half_done = 0
+    for message_id, outcome, key in ledger:
+        if outcome == ActionOutcome.ACTED.value:
+            half_done += (message_id not in history) + (message_id not in emails) + (key not in events) \
+                + (message_id not in audited)
+        elif reviews.get(key, 0) == 0:
+            half_done += 1
+    half_done += len((set(history) | outboxed) - set(acted))
+    return Tally(lost, duplicated, half_done)

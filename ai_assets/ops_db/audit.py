@@ -26,10 +26,10 @@ class AuditEvent:
     ACTION = "action"
     REVIEW = "review"
     CONFLICT = "conflict"
-    DUPLICATE_SKIPPED = "duplicate_skipped"
     POLICY_CHANGE = "policy_change"
     DELIVERY = "delivery"
     DEAD_LETTER = "dead_letter"
+    REQUEUE = "requeue"
 
 
 @dataclass(frozen=True)

@@ -79,9 +79,10 @@ def action_settings_from_env(in_dagster: bool = True) -> ActionSettings:
         smtp_username=env.get("AI_ASSETS_SMTP_USERNAME") or None,
         smtp_password=_secret("AI_ASSETS_SMTP_PASSWORD", in_dagster),
         smtp_starttls=env.get("AI_ASSETS_SMTP_STARTTLS", "false").lower() in ("1", "true", "yes"),
-        webhook_url=env.get("AI_ASSETS_WEBHOOK_URL") or None,
+        webhook_url=_secret("AI_ASSETS_WEBHOOK_URL", in_dagster),  # such URLs often carry a token
         webhook_secret=_secret("AI_ASSETS_WEBHOOK_SECRET", in_dagster),
-        max_attempts=int(env.get("AI_ASSETS_OUTBOX_MAX_ATTEMPTS", "5")),
+        max_attempts=int(env.get("AI_ASSETS_OUTBOX_MAX_ATTEMPTS", "8")),
+        base_backoff_s=float(env.get("AI_ASSETS_OUTBOX_BASE_BACKOFF_S", "30")),
         delivery_deadline_s=float(env.get("AI_ASSETS_OUTBOX_DEADLINE_S", "20")),
     )
 

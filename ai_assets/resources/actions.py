@@ -7,7 +7,9 @@ from pathlib import Path
 from dagster import ConfigurableResource
 
 from ai_assets.core.routing_policy import RoutingPolicy, load_policy
-from ai_assets.delivery import FileEventSink, FileMailSink, SmtpMailer, Transport, WebhookPoster
+from ai_assets.delivery import (DeliveryReport, FileEventSink, FileMailSink, OutboxRow, OutboxStore, SmtpMailer,
+                                Transport, WebhookPoster, deliver_until_settled)
+from ai_assets.ops_db import AuditContext, AuditEvent, OpsDb
 
 
 class ActionSettings(ConfigurableResource):
@@ -25,15 +27,32 @@ class ActionSettings(ConfigurableResource):
     sender: str = "support@bank.example"
     webhook_url: str | None = None
     webhook_secret: str | None = None  # an EnvVar: signs every event (X-Signature)
-    max_attempts: int = 5
-    base_backoff_s: float = 1.0
-    max_backoff_s: float = 300.0
-    # How long one outbox_deliveries step waits for failing receivers before leaving the rest
-    # pending for the next run (or `ai-assets outbox deliver`).
+    # Retries with full-jitter exponential backoff from 30 s up to an hour: a row is dead only
+    # after ~8 failures spread over (typically) an hour or more, not after a short outage.
+    max_attempts: int = 8
+    base_backoff_s: float = 30.0
+    max_backoff_s: float = 3600.0
+    # How long one delivery step keeps retrying before leaving the rest pending for
+    # `outbox_retry_job` (every 10 minutes) or `ai-assets outbox deliver`.
     delivery_deadline_s: float = 20.0
 
     def policy(self) -> RoutingPolicy:
         return load_policy(self.routing_policy_path)
+
+    def deliver(self, db: OpsDb, ctx: AuditContext, *, partition: str | None = None,
+                deadline_s: float | None = None) -> DeliveryReport:
+        """Deliver what is due (of one day, or all), each attempt in the audit log."""
+        def audit(kind: str, row: OutboxRow, detail: dict) -> None:
+            db.audit.record(AuditContext(ctx.actor, ctx.run_id, row.partition),
+                            AuditEvent.DEAD_LETTER if kind == "dead" else AuditEvent.DELIVERY,
+                            message_id=row.message_id, outcome=kind, kind=row.kind, outbox_id=row.id,
+                            idempotency_key=row.idempotency_key, **detail)
+
+        return deliver_until_settled(
+            OutboxStore(db.sessions), self.transports(),
+            deadline_s=self.delivery_deadline_s if deadline_s is None else deadline_s,
+            max_attempts=self.max_attempts, base_backoff_s=self.base_backoff_s, max_backoff_s=self.max_backoff_s,
+            partition=partition, on_event=audit)
 
     def transports(self) -> dict[str, Transport]:
         root = Path(self.outbox_dir)

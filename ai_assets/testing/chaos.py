@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -42,7 +41,8 @@ from ai_assets.core.text_encoders import HashingEncoder
 from ai_assets.ops_db import AuditEvent, OpsDb
 from ai_assets.ops_db.outbox import OutboxStore
 from ai_assets.ops_db.engine import normalise_url
-from ai_assets.ops_db.models import Action, ActionOutcome, AuditEntry, CaseHistory, OutboxKind, OutboxMessage, ReviewItem
+from ai_assets.ops_db.actions import Tally, action_tally
+from ai_assets.ops_db.models import Action, OutboxKind, OutboxMessage
 from ai_assets.testing.receivers import SmtpReceiver
 from ai_assets.testing.tcp_proxy import TcpProxy
 
@@ -66,59 +66,6 @@ class ChaosResult:
     @property
     def ok(self) -> bool:
         return self.happened and self.messages > 0 and self.lost == self.duplicated == self.half_done == 0
-
-
-@dataclass(frozen=True)
-class Tally:
-    lost: int = 0
-    duplicated: int = 0
-    half_done: int = 0
-
-    def __add__(self, other: Tally) -> Tally:
-        return Tally(self.lost + other.lost, self.duplicated + other.duplicated, self.half_done + other.half_done)
-
-
-def _per_message(s, query) -> Counter:
-    return Counter(dict(s.execute(query).all()))
-
-
-def action_tally(db: OpsDb, message_ids: list[str], policy_version: str) -> Tally:
-    """Counted in the database. Lost: a message with no ledger row under the policy version.
-    Duplicated: more than one ledger row, customer e-mail, review item, or case change per
-    message than it was acted on. Half-done: an acted row without its case change, e-mail,
-    event or audit row; a review/conflict row without its review item; a case change or
-    outbox row of a message the ledger does not hold."""
-    ids = set(message_ids)
-    with db.sessions.read() as s:
-        ledger = s.execute(select(Action.message_id, Action.outcome, Action.idempotency_key)
-                           .where(Action.policy_version == policy_version)).all()
-        all_acted = _per_message(s, select(Action.message_id, func.count())
-                                 .where(Action.outcome == ActionOutcome.ACTED.value).group_by(Action.message_id))
-        history = _per_message(s, select(CaseHistory.message_id, func.count())
-                               .where(CaseHistory.message_id.is_not(None)).group_by(CaseHistory.message_id))
-        emails = _per_message(s, select(OutboxMessage.message_id, func.count())
-                              .where(OutboxMessage.kind == OutboxKind.EMAIL.value).group_by(OutboxMessage.message_id))
-        events = set(s.scalars(select(Action.idempotency_key).join(OutboxMessage, OutboxMessage.action_id == Action.id)
-                               .where(OutboxMessage.kind == OutboxKind.WEBHOOK.value,
-                                      Action.policy_version == policy_version)))
-        audited = set(s.scalars(select(AuditEntry.message_id).where(AuditEntry.event == AuditEvent.ACTION,
-                                                                    AuditEntry.policy_version == policy_version)))
-        reviews = _per_message(s, select(ReviewItem.idempotency_key, func.count()).group_by(ReviewItem.idempotency_key))
-        outbox_messages = set(s.scalars(select(OutboxMessage.message_id)))
-    per_message = Counter(m for m, _, _ in ledger)
-    lost = len(ids - set(per_message))
-    duplicated = (sum(n - 1 for n in per_message.values() if n > 1) + sum(n - 1 for n in emails.values() if n > 1)
-                  + sum(n - 1 for n in reviews.values() if n > 1)
-                  + sum(max(0, n - all_acted.get(m, 0)) for m, n in history.items()))
-    half_done = 0
-    for message_id, outcome, key in ledger:
-        if outcome == ActionOutcome.ACTED.value:
-            half_done += (message_id not in history) + (message_id not in emails) + (key not in events) \
-                + (message_id not in audited)
-        elif reviews.get(key, 0) == 0:
-            half_done += 1
-    half_done += len((set(history) | outbox_messages) - set(all_acted))
-    return Tally(lost, duplicated, half_done)
 
 
 def delivery_tally(db: OpsDb, receiver: SmtpReceiver) -> Tally:
@@ -193,7 +140,7 @@ class ChaosEnv:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, "DAGSTER_HOME": str(self.root / "dagster_home"), "AI_ASSETS_DATA_DIR": str(self.root),
-                "AI_ASSETS_OPS_DB_URL": self.db_url, "AI_ASSETS_OUTBOX_MAX_ATTEMPTS": "20",
+                "AI_ASSETS_OPS_DB_URL": self.db_url, "AI_ASSETS_OUTBOX_BASE_BACKOFF_S": "0.5",
                 "AI_ASSETS_OUTBOX_DEADLINE_S": "2", **extra}
 
     def backfill(self, **extra: str) -> subprocess.Popen:
@@ -268,8 +215,8 @@ def _step_retries(env: ChaosEnv) -> int:
 def sigkill_mid_case_actions(env: ChaosEnv) -> tuple[Tally, str]:
     proc = env.backfill()
     seen = _wait_for_actions(env, max(1, env.messages // 10), proc)
-    if proc.poll() is not None:
-        raise Missed("the run ended before it could be killed: raise --messages")
+    if proc.poll() is not None or seen >= env.messages:
+        raise Missed("case_actions ended before the run could be killed in it: raise --messages")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     env.run_backfill()

@@ -53,6 +53,7 @@ def shipped_document() -> dict:
     (lambda d: d["templates"].pop("fraud_escalation"), "missing \\['fraud_escalation'\\]"),
     (lambda d: d["templates"]["open_case"].update(body="Dear {customer_name}"), "unknown placeholders"),
     (lambda d: d["templates"]["open_case"].update(body="{case_id"), "not a valid template"),
+    (lambda d: d["templates"]["open_case"].update(body="case {case_id:{nope}}"), "does not render"),
     (lambda d: d.update(automate_everything=True), "unknown keys"),
     (lambda d: d.update(version=""), "version"),
     (lambda d: d.update(intents=["card_arrival"]), "'intents' must map"),

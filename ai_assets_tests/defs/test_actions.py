@@ -10,6 +10,7 @@ from sqlalchemy import func
 from ai_assets.core.routing_policy import load_policy
 from ai_assets.core.schemas import ACTION_COLUMNS, TRIAGE_COLUMNS
 from ai_assets.defs.actions.checks import EVERY_DECISION_ACTED_ONCE, NO_DEAD_LETTERS
+from ai_assets.delivery import OutboxStore
 from ai_assets.ops_db import OpsDb
 from ai_assets.ops_db.models import Action, Case, OutboxMessage
 from ai_assets.testing import SmtpReceiver, WebhookReceiver
@@ -71,9 +72,11 @@ def test_outbox_goes_over_real_smtp_and_webhooks_and_survives_the_server_being_d
     workspace.install_model(smoke_model)
     workspace.simulate(DAY, per_day=60)
     with SmtpReceiver() as smtp, WebhookReceiver() as hooks:
-        actions = workspace.action_settings(smtp_host="127.0.0.1", smtp_port=smtp.port, webhook_url=hooks.url,
-                                            webhook_secret="hook-secret", max_attempts=20, delivery_deadline_s=0.5)
-        defs = workspace.defs(actions=actions)
+        # The default 8 attempts; backoff short enough for a test, but no row can use up its
+        # attempts within the daily step's 0.5 s; the sweep waits up to 5 s for what is due.
+        settings = dict(smtp_host="127.0.0.1", smtp_port=smtp.port, webhook_url=hooks.url,
+                        webhook_secret="hook-secret", base_backoff_s=1.0, max_backoff_s=2.0)
+        defs = workspace.defs(actions=workspace.action_settings(**settings, delivery_deadline_s=0.5))
         smtp.stop()  # the mail server is down for the daily run
         result = workspace.run(defs, instance, DAY)
         assert result.success
@@ -81,13 +84,14 @@ def test_outbox_goes_over_real_smtp_and_webhooks_and_survives_the_server_being_d
         down = latest_metadata(instance, "outbox_deliveries", DAY)
         assert down["pending"] == acted and down["dead"] == 0  # the e-mails wait; events went out
         assert len(hooks.requests) == acted and not smtp.messages
-        smtp.start()  # back on the same port
-        again = workspace.run(defs, instance, DAY)
-        assert again.success
-        after = latest_metadata(instance, "outbox_deliveries", DAY)
-        assert after["pending"] == 0 and after["delivered"] == acted
+        smtp.start()  # back on the same port: the scheduled sweep delivers, nobody re-runs the day
+        sweep_defs = workspace.defs(actions=workspace.action_settings(**settings, delivery_deadline_s=5.0))
+        sweep = workspace.run(sweep_defs, instance, None, job="outbox_retry_job")
+        assert sweep.success
+        with OpsDb.open(workspace.ops_db_url) as db:
+            assert OutboxStore(db.sessions).counts()["pending"] == 0
         assert len(smtp.message_ids()) == acted and not smtp.duplicates() and not hooks.duplicates()
-        assert len(hooks.requests) == acted  # nothing sent twice on the re-run
+        assert len(hooks.requests) == acted  # nothing sent twice by the sweep
 
 
 def test_a_receiver_that_never_comes_back_gives_dead_letters_and_a_failed_check(workspace, instance, smoke_model):

@@ -43,14 +43,15 @@ def test_smtp_sends_the_row_with_its_stable_message_id(smtp: SmtpReceiver):
     row = make_row()
     SmtpMailer("127.0.0.1", smtp.port).send(row)
     SmtpMailer("127.0.0.1", smtp.port, sender="cards@bank.example").send(
-        make_row(n=2, payload={"body": "Hi", "from": "Cards team <cards@bank.example>"}))
+        # The sender is configuration: an outbox payload cannot choose it.
+        make_row(n=2, payload={"body": "Hi", "from": "Attacker <ceo@bank.example>"}))
     first, second = smtp.messages
     assert first.message_id == f"<{row.idempotency_key}@ai-assets>"
     assert first.headers["X-Idempotency-Key"] == row.idempotency_key
     assert (first.to, first.subject, first.body) == (("customer1@example.org",), "Your case #1",
                                                       "Hello 1,\nwe opened a case for you.\n")
     assert (first.mail_from, first.headers["From"]) == ("support@bank.example", "support@bank.example")
-    assert (second.mail_from, second.headers["From"]) == ("cards@bank.example", "Cards team <cards@bank.example>")
+    assert (second.mail_from, second.headers["From"]) == ("cards@bank.example", "cards@bank.example")
     assert smtp.duplicates() == {}
 
 
@@ -115,6 +116,14 @@ def test_smtp_refused_recipients_are_classified_by_code(smtp: SmtpReceiver, repl
     assert failed.value.reason == f"smtp recipient refused: {reply}"
     SmtpMailer("127.0.0.1", smtp.port).send(make_row(n=2))
     assert [m.to for m in smtp.messages] == [("customer2@example.org",)]
+
+
+def test_a_reply_quoting_the_address_keeps_it_out_of_the_failure_reason(smtp: SmtpReceiver):
+    """Failure reasons go to the outbox, the audit log, logs and the UI: no customer address."""
+    smtp.refuse_recipient("customer1@example.org", reply="550 5.1.1 <customer1@example.org>: Recipient rejected")
+    with pytest.raises(DeliveryFailed) as failed:
+        SmtpMailer("127.0.0.1", smtp.port).send(make_row())
+    assert failed.value.reason == "smtp recipient refused: 550 5.1.1 <[address]>: Recipient rejected"
 
 
 def test_smtp_starttls_is_required_when_configured(smtp: SmtpReceiver):

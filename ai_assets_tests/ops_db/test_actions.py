@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from ai_assets.core.routing_policy import load_policy
 from ai_assets.core.triage import idempotency_key, triage
 from ai_assets.ops_db import AuditContext, AuditEvent, CaseConflict, pipeline_actor
-from ai_assets.ops_db.actions import ALREADY_DONE, ActionLedger, MessageDecision, outcome_counts
+from ai_assets.ops_db.actions import ALREADY_DONE, ActionLedger, MessageDecision, Tally, action_tally, outcome_counts
 from ai_assets.ops_db.models import Action, AuditEntry, Case, CaseHistory, OutboxMessage, ReviewItem
 
 POLICY = load_policy()
@@ -175,8 +175,11 @@ def test_a_policy_change_acts_under_a_new_key_and_leaves_old_actions_alone(ops):
     actions = _actions(ops)
     assert len(actions) == 2 and old <= {(a.idempotency_key, a.policy_version) for a in actions}
     assert len({a.idempotency_key for a in actions}) == 2
-    # The customer is not written to twice; the case system hears of the new action.
+    # The customer is not written to twice; the case system hears of the new action; the
+    # case counts the message once.
     assert count(ops, OutboxMessage, kind="email") == 1 and count(ops, OutboxMessage, kind="webhook") == 2
+    (case,) = ops.cases.all()
+    assert (case.message_count, case.version) == (1, 2)
     change = ops.audit.entries("m-1", AuditEvent.POLICY_CHANGE)
     assert [(e.policy_version, e.detail["previous_policy_version"]) for e in change] == [
         ("routing-test.2", POLICY.version)]
@@ -270,3 +273,41 @@ def test_two_pipeline_runs_acting_at_once_share_cases_without_conflicts(ops):
     assert sum(c.message_count for c in cases) == 80
     for case in cases:
         assert [h.version for h in ops.cases.history(case.id)] == list(range(1, case.version + 1))
+
+
+def test_a_version_bump_without_history_is_someone_elses_change(ops):
+    """A CRM or a hand-written UPDATE that bumps the version without a history row: the
+    pipeline fails closed and sends the message to review."""
+    ledger(ops).execute_all([decision("m-1")])
+    (case,) = ops.cases.all()
+    pipeline = ledger(ops, "run-2")
+    batch = [decision("m-2", "card_delivery_estimate")]
+    seen = pipeline.read_cases(batch)
+    with ops.engine.begin() as conn:
+        conn.execute(text("UPDATE cases SET version = version + 1, priority = 'P1', updated_by = 'crm' "
+                          "WHERE id = :id"), {"id": case.id})
+    assert pipeline.execute(batch[0], seen).outcome == "conflict"
+    assert ops.cases.get(case.id).priority == "P1"
+
+
+def test_a_decision_that_does_not_match_the_policy_is_refused(ops):
+    tampered = dataclasses.replace(decision("m-1"), action="fraud_escalation")
+    with pytest.raises(ValueError, match="does not match policy"):
+        ledger(ops).execute_all([tampered])
+    assert count(ops, Action) == 0
+
+
+def test_the_tally_finds_lost_doubled_and_half_done_actions(ops):
+    batch = [decision(f"m-{i}", customer=f"c-{i}") for i in range(4)] + [
+        decision("m-r", automated=False, review_reason="below_threshold")]
+    ledger(ops).execute_all(batch)
+    ids = [d.message_id for d in batch]
+    assert action_tally(ops, ids, POLICY.version) == Tally()
+    assert action_tally(ops, [*ids, "m-never"], POLICY.version) == Tally(lost=1)
+    with ops.engine.begin() as conn:
+        conn.execute(text("DELETE FROM outbox WHERE message_id = 'm-1' AND kind = 'webhook'"))
+        conn.execute(text("DELETE FROM review_items WHERE message_id = 'm-r'"))
+        case_id = conn.execute(text("SELECT case_id FROM actions WHERE message_id = 'm-2'")).scalar()
+        conn.execute(text("INSERT INTO case_history (case_id, version, actor, change, message_id, at) "
+                          "VALUES (:c, 99, 'pipeline run x', '{}', 'm-2', '2026-01-01 00:00:00')"), {"c": case_id})
+    assert action_tally(ops, ids, POLICY.version) == Tally(duplicated=1, half_done=2)

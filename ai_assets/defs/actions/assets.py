@@ -9,8 +9,8 @@ from ai_assets.core.schemas import ACTION_COLUMNS, TRIAGE_COLUMNS
 from ai_assets.core.triage import triage_frame
 from ai_assets.defs.ingestion.assets import column_schema
 from ai_assets.defs.partitions import daily_partitions
-from ai_assets.delivery import OutboxRow, OutboxStore, deliver_until_settled
-from ai_assets.ops_db import AuditContext, AuditEvent, pipeline_actor
+from ai_assets.delivery import OutboxStore
+from ai_assets.ops_db import AuditContext, pipeline_actor
 from ai_assets.ops_db.actions import ActionLedger, MessageDecision, outcome_counts
 from ai_assets.resources.actions import ActionSettings
 from ai_assets.resources.ops_database import OpsDatabase
@@ -81,28 +81,20 @@ def outbox_deliveries(context: AssetExecutionContext, action_settings: ActionSet
     stable Message-ID / Idempotency-Key, retried with backoff; after the last attempt a row is a
     dead letter and the `no_dead_letters` check fails."""
     db = ops_database.db()
+    report = action_settings.deliver(db, AuditContext(pipeline_actor(context.run_id), context.run_id,
+                                                      context.partition_key), partition=context.partition_key)
     store = OutboxStore(db.sessions)
-    ctx = AuditContext(pipeline_actor(context.run_id), context.run_id, context.partition_key)
-
-    def audit(kind: str, row: OutboxRow, detail: dict) -> None:
-        event = AuditEvent.DEAD_LETTER if kind == "dead" else AuditEvent.DELIVERY
-        db.audit.record(ctx, event, message_id=row.message_id, outcome=kind, kind=row.kind,
-                        idempotency_key=row.idempotency_key, **detail)
-
-    report = deliver_until_settled(
-        store, action_settings.transports(), deadline_s=action_settings.delivery_deadline_s,
-        max_attempts=action_settings.max_attempts, base_backoff_s=action_settings.base_backoff_s,
-        max_backoff_s=action_settings.max_backoff_s, partition=context.partition_key, on_event=audit)
     counts = store.counts(context.partition_key)
     if report.dead:
         context.log.error(f"{report.dead} outbox rows became dead letters after {action_settings.max_attempts} "
-                          f"attempts: {list(report.dead_keys)[:10]}; fix the receiver, then "
-                          "`ai-assets outbox requeue` them")
+                          "attempts; `ai-assets outbox status` lists them, fix the receiver, then "
+                          "`ai-assets outbox requeue ID...`")
     return MaterializeResult(metadata={
         "attempted": report.attempted,
         "delivered": report.delivered,
         "failed_will_retry": report.failed,
         "dead": report.dead,
+        "skipped_claimed_elsewhere": report.skipped_claimed,
         "outbox_status": MetadataValue.json(counts),
         "pending": counts.get("pending", 0),
     })

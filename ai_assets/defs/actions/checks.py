@@ -3,13 +3,12 @@
 import pandas as pd
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetIn, MetadataValue,
                      asset_check)
-from sqlalchemy import func, select
 
 from ai_assets.core.triage import Decision
 from ai_assets.defs.actions.assets import case_actions, outbox_deliveries, triage_decisions
 from ai_assets.defs.partitions import daily_partitions
 from ai_assets.delivery import OutboxStore
-from ai_assets.ops_db.models import Action, OutboxKind, OutboxMessage
+from ai_assets.ops_db.actions import Tally, action_tally
 from ai_assets.resources.ops_database import OpsDatabase
 
 EVERY_MESSAGE_TRIAGED_ONCE = "every_message_triaged_once"
@@ -35,32 +34,29 @@ def every_message_triaged_once(triage_decisions: pd.DataFrame, enriched_messages
     )
 
 
-@asset_check(asset=case_actions, name=EVERY_DECISION_ACTED_ONCE, partitions_def=daily_partitions, blocking=True)
-def every_decision_acted_once(case_actions: pd.DataFrame, ops_database: OpsDatabase) -> AssetCheckResult:
-    """Counted in the operations database, not trusted from the step: each message of the day
-    has exactly one ledger row under its policy version, and at most one customer e-mail."""
-    ids = list(case_actions["message_id"])
-    with ops_database.db().sessions.read() as s:
-        ledger: dict[str, int] = {}
-        mail: dict[str, int] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            ledger.update(s.execute(select(Action.message_id, func.count()).where(Action.message_id.in_(chunk))
-                                    .group_by(Action.message_id)).all())
-            mail.update(s.execute(select(OutboxMessage.message_id, func.count())
-                                  .where(OutboxMessage.message_id.in_(chunk),
-                                         OutboxMessage.kind == OutboxKind.EMAIL.value)
-                                  .group_by(OutboxMessage.message_id)).all())
-    missing = sorted(m for m in ids if m not in ledger)
-    doubled_mail = sorted(m for m, n in mail.items() if n > 1)
+@asset_check(asset=case_actions, name=EVERY_DECISION_ACTED_ONCE, partitions_def=daily_partitions, blocking=True,
+             additional_ins={"triage_decisions": AssetIn("triage_decisions")})
+def every_decision_acted_once(case_actions: pd.DataFrame, triage_decisions: pd.DataFrame,
+                              ops_database: OpsDatabase) -> AssetCheckResult:
+    """Counted in the operations database, not trusted from the step: every decision of the day
+    is in the ledger once under its policy version, each acted one with its case change, e-mail,
+    event and audit row, each review with its review item, and nothing else."""
+    ids = list(triage_decisions["message_id"])
+    versions = triage_decisions["policy_version"].unique().tolist()
+    tally = Tally()
+    for version in versions:
+        in_version = list(triage_decisions.loc[triage_decisions["policy_version"] == version, "message_id"])
+        tally = tally + action_tally(ops_database.db().sessions, in_version, version)
+    frame_matches = list(case_actions["message_id"]) == ids
     outcomes = case_actions["outcome"].value_counts().to_dict()
     return AssetCheckResult(
-        passed=not (missing or doubled_mail) and len(set(ids)) == len(ids),
+        passed=frame_matches and tally == Tally(),
         severity=AssetCheckSeverity.ERROR,
         metadata={
-            "messages": len(ids), "in_ledger": sum(1 for m in ids if m in ledger),
+            "messages": len(ids), "policy_versions": MetadataValue.json(versions),
             "outcomes": MetadataValue.json({k: int(v) for k, v in sorted(outcomes.items())}),
-            "missing": MetadataValue.json(missing[:20]), "doubled_email": MetadataValue.json(doubled_mail[:20]),
+            "lost": tally.lost, "duplicated": tally.duplicated, "half_done": tally.half_done,
+            "frame_matches_decisions": frame_matches,
         },
     )
 
