@@ -153,13 +153,13 @@ def demo(days: int, per_day: int) -> None:
     with _registry() as registry:
         production = registry.get_production(INTENT_MODEL)
     if production is None:
-        click.echo("No production intent model yet: training one (model_training_job, a minute or two) ...")
+        click.echo("No production intent model yet: training one (model_training_job, about a minute) ...")
         if not run_job(defs, instance, MODEL_TRAINING_JOB).success:
             click.echo("demo: FAILED (model_training_job; see the run in the UI: make ui)")
             sys.exit(1)
         with _registry() as registry:
             production = registry.get_production(INTENT_MODEL)
-    click.echo(f"Serving with {production.label}: accuracy {production.metrics.get('accuracy')}, "
+    click.echo(f"Serving with {production.label}: validation accuracy {production.metrics.get('accuracy')}, "
                f"{production.metrics.get('coverage')} automated at threshold {production.confidence_threshold:.3f}")
     today = datetime.now(timezone.utc).date()
     start = today - timedelta(days=days)
@@ -258,7 +258,7 @@ def model() -> None:
 @click.option("--name", default=INTENT_MODEL, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def model_list(name: str, as_json: bool) -> None:
-    """Every version with its status, threshold and metrics."""
+    """Every version with its status, threshold and validation metrics."""
     with _registry() as registry:
         records = registry.list_versions(name)
     rows = [{"version": r.version, "status": r.status, "created_at": r.created_at.isoformat(),

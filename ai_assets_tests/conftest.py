@@ -127,8 +127,8 @@ def smoke_model(tmp_path_factory) -> SmokeModel:
     """One small real intent model (hashing encoder, 12 rows per intent, ~60% accurate), trained
     once per test process, for tests about serving rather than about the model's quality."""
     split = split_banking77()
-    candidate = train_candidate(first_per_intent(split["train"], SMOKE_ROWS_PER_INTENT), load_out_of_scope("train"),
-                                load_out_of_scope("heldout"), encoder=HashingEncoder())
+    candidate = train_candidate(first_per_intent(split["train"], SMOKE_ROWS_PER_INTENT), split["validation"],
+                                load_out_of_scope("train"), load_out_of_scope("heldout"), encoder=HashingEncoder())
     path = tmp_path_factory.mktemp("smoke_model") / "intent_model.joblib"
     candidate.model.save(path)
     return SmokeModel(candidate, path)

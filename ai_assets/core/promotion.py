@@ -1,7 +1,7 @@
 """The promotion gate: may a candidate intent model replace the production one?
 
-A candidate passes when it is at least as good as production on accuracy and on coverage at
-the target precision (within `tolerance`; both measured out-of-fold by `train_candidate`), clears the floors, and automates no
+A candidate passes when it is at least as good as production on validation accuracy and on
+coverage at the target precision (within `tolerance`), clears the floors, and automates no
 more than the allowed share of held-out out-of-scope messages, and has a confidence threshold
 that reaches the target precision at all. Without a production version only the floors apply.
 A metric the gate needs and the candidate lacks fails it: the gate fails closed.

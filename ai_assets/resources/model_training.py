@@ -10,9 +10,9 @@ from ai_assets.core.promotion import GateRules
 class IntentModelTraining(ConfigurableResource):
     models_dir: str  # artifacts: {models_dir}/intent_model/{fingerprint}-{run}.joblib
     encoder: str = "minilm"  # minilm (production) | hashing (no neural network; smoke trainings)
-    rows_per_intent: int = 0  # 0: all train + validation rows; N: the first N rows of each intent
+    rows_per_intent: int = 0  # 0: the whole training split; N: the first N rows of each intent
     seed: int = 0
-    target_precision: float = 0.98  # automated messages must be this precise (out-of-fold)
+    target_precision: float = 0.98  # automated messages must be this precise on validation
     min_accuracy: float = 0.90  # the gate's floors
     min_coverage: float = 0.80
     max_out_of_scope_automated: float = 0.01

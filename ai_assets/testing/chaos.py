@@ -95,8 +95,8 @@ def _smoke_model(models_dir: Path):
     if "candidate" not in _MODEL_CACHE:
         split = split_banking77()
         _MODEL_CACHE["candidate"] = train_candidate(
-            first_per_intent(split["train"], 12), load_out_of_scope("train"), load_out_of_scope("heldout"),
-            encoder=HashingEncoder())
+            first_per_intent(split["train"], 12), split["validation"], load_out_of_scope("train"),
+            load_out_of_scope("heldout"), encoder=HashingEncoder())
     candidate = _MODEL_CACHE["candidate"]
     path = models_dir / "intent_model.joblib"
     path.parent.mkdir(parents=True, exist_ok=True)

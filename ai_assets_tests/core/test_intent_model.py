@@ -261,32 +261,6 @@ def test_select_threshold_and_automation_flags(small):
         model.select_threshold(texts, labels, oos_share=1.0)
 
 
-def test_select_threshold_oof_uses_the_stored_out_of_fold_answers(small):
-    train, _, oos = small
-    model = IntentModel.train([r.text for r in train], [r.category for r in train], oos[::2], seed=3,
-                              encoder=HashEncoder())
-    # One out-of-fold answer per in-scope training row: -inf when answered out of scope.
-    assert len(model.oof_confidence) == len(model.oof_correct) == model.info["n_train"]
-    assert model.oof_correct.mean() == pytest.approx(model.info["oof_accuracy_in_scope"])
-    assert not model.oof_correct[~np.isfinite(model.oof_confidence)].any()
-    result = model.select_threshold_oof(0.9)
-    # The threshold threshold_for_precision gives on those rows plus the training out-of-scope
-    # pool, weighted to 5 % of the whole.
-    pool = model.calibration_oos
-    n = len(model.oof_confidence)
-    expected = threshold_for_precision(
-        np.concatenate([model.oof_confidence, pool]),
-        np.concatenate([model.oof_correct, np.zeros(len(pool), dtype=bool)]), 0.9,
-        weights=np.concatenate([np.ones(n), np.full(len(pool), 0.05 / 0.95 * n / len(pool))]))
-    assert result == expected and model.threshold == expected.threshold
-    info = model.threshold_info
-    assert info["source"] == "oof" and info["folds"] == model.info["folds"] == IntentModelConfig().folds
-    assert info["n_oof_in_scope"] == n and info["n_training_oos_pool"] == len(pool)
-    capped = model.select_threshold_oof(0.9, max_oos_automated=0.0).threshold
-    assert capped >= expected.threshold and not any(c >= capped for c in pool)
-    assert model.select_threshold_oof(0.9, oos_share=0.0).threshold <= expected.threshold
-
-
 def test_evaluate_counts_out_of_scope_rows_as_must_not_automate(small):
     train, validation, oos = small
     model = IntentModel.train([r.text for r in train], [r.category for r in train], oos[::2], seed=3,
@@ -320,28 +294,9 @@ def test_save_and_load_round_trip(hashed_model, small, tmp_path):
     assert [p.intent for p in loaded.predict(texts)] == [p.intent for p in hashed_model.predict(texts)]
     with pytest.raises(ValueError, match="encoder"):
         IntentModel.load(path, encoder=MiniLMEncoder())
-    assert np.array_equal(loaded.oof_confidence, hashed_model.oof_confidence)
-    assert np.array_equal(loaded.oof_correct, hashed_model.oof_correct)
     (tmp_path / "junk.joblib").write_bytes(b"not a model")
     with pytest.raises(Exception):
         IntentModel.load(tmp_path / "junk.joblib", encoder=HashEncoder())
-
-
-def test_a_file_without_out_of_fold_answers_still_loads(hashed_model, small, tmp_path):
-    import joblib
-
-    _, validation, _ = small
-    path = hashed_model.save(tmp_path / "model.joblib")
-    state = joblib.load(path)
-    del state["oof_confidence"], state["oof_correct"]  # as written before they were kept
-    joblib.dump(state, path)
-    old = IntentModel.load(path, encoder=HashEncoder())
-    texts = [r.text for r in validation]
-    assert old.predict(texts) == hashed_model.predict(texts) and len(old.oof_confidence) == 0
-    with pytest.raises(ValueError, match="out-of-fold"):
-        old.select_threshold_oof()
-    assert old.select_threshold(texts, [r.category for r in validation]).threshold > 0
-    assert old.threshold_info["source"] == "validation"
 
 
 def test_training_rejects_bad_input():

@@ -10,7 +10,7 @@ from ai_assets.resources.ops_database import OpsDatabase
 
 
 @asset_check(asset=intent_model, name=PROMOTION_GATE, blocking=True,
-             description="Blocks promotion of a candidate whose out-of-fold accuracy or coverage at the "
+             description="Blocks promotion of a candidate whose validation accuracy or coverage at the "
                          "target precision is worse than production's or below the floors, which "
                          "automates too many held-out out-of-scope messages, or for which no "
                          "confidence threshold reaches the target precision.")
