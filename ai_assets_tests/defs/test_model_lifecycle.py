@@ -42,6 +42,9 @@ def test_training_registers_a_gated_candidate_and_promotes_it(workspace, instanc
         assert record.metrics["automated_precision"] >= 0.98  # the threshold was fixed for it
         assert record.metrics["threshold_finite"] is True
         assert [e.action for e in db.registry.events("intent_model")] == ["promote"]
+    shown = gate.metadata["candidate_metrics"].value
+    assert shown["out_of_scope_automated_upper95"] > shown["out_of_scope_automated"]
+    assert 0 <= shown["out_of_scope_automated_training_oof"] <= 1
 
 
 def test_gate_blocks_a_worse_candidate_and_rollback_reaches_the_next_run(workspace, instance, smoke_model,
