@@ -5,7 +5,7 @@ No Dagster here: the Dagster asset calls `deliver_until_settled` with a short de
     store = OutboxStore(db.sessions)
     transports = {"email": SmtpMailer("smtp.bank.example", 587, username=..., password=..., starttls=True),
                   "webhook": WebhookPoster("https://crm.bank.example/hooks", secret=...)}
-    report = deliver_until_settled(store, transports, deadline_s=30, on_event=write_audit)
+    report = deliver_until_settled(store, transports, deadline_s=30, audit=AuditContext("deliverer", run_id))
 """
 
 from ai_assets.delivery.deliver import (DeliveryReport, EventCallback, backoff_delay, deliver_due,

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ai_assets.delivery.transports import DeliveryFailed, Transport
+from ai_assets.ops_db.audit import AuditContext
 from ai_assets.ops_db.outbox import OutboxRow, OutboxStore, truncate_error
 from ai_assets.ops_db.types import utcnow
 
@@ -72,9 +73,10 @@ def deliver_due(store: OutboxStore, transports: Mapping[str, Transport], *, max_
                 base_backoff_s: float = 1.0, max_backoff_s: float = 300.0, lease_s: float = 60.0,
                 partition: str | None = None, limit: int = 1000, clock: Clock | None = None,
                 rng: random.Random | None = None, on_event: EventCallback | None = None,
-                stop_at: datetime | None = None) -> DeliveryReport:
+                stop_at: datetime | None = None, audit: AuditContext | None = None) -> DeliveryReport:
     """One pass over the rows due now whose kind has a transport (others are left pending),
-    claiming no new row after `stop_at`.
+    claiming no new row after `stop_at`. With `audit`, every attempt gets its audit row, in
+    the transaction that records it.
     An exception from `on_event` stops the pass; the attempt it reports is already recorded
     and no other row is held."""
     if max_attempts < 1:
@@ -104,18 +106,21 @@ def deliver_due(store: OutboxStore, transports: Mapping[str, Transport], *, max_
         detail: dict[str, Any] = {"attempt": attempt, "latency_ms": latency_ms}
         if failure is None:
             outcome = "delivered"
-            recorded = store.record_success(row.id, attempt, latency_ms, now)
+            recorded = store.record_success(row.id, attempt, latency_ms, now, audit=audit, detail=detail)
         else:
             dead = not failure.retryable or attempt >= max_attempts
             outcome = "dead" if dead else "failed"
             next_at = None if dead else now + timedelta(
                 seconds=backoff_delay(attempt, base_backoff_s, max_backoff_s, rng, failure.retry_after_s))
-            recorded = store.record_failure(row.id, attempt, failure.reason, latency_ms, now, next_at, dead)
             detail.update(error=truncate_error(failure.reason), retryable=failure.retryable,
                           next_attempt_at=next_at.isoformat() if next_at else None)
+            recorded = store.record_failure(row.id, attempt, failure.reason, latency_ms, now, next_at, dead,
+                                            audit=audit, detail=detail)
         if not recorded:
             outcome = "lost_lease"
             counts["lost_lease"] += 1
+            if audit is not None:
+                store.record_lost_lease(row, audit, detail)
             log.warning("outbox %s: attempt %d finished after another deliverer recorded it (lease ran out)",
                         row.idempotency_key[:12], attempt)
         else:
@@ -137,7 +142,7 @@ def deliver_until_settled(store: OutboxStore, transports: Mapping[str, Transport
                           max_attempts: int = 5, base_backoff_s: float = 1.0, max_backoff_s: float = 300.0,
                           lease_s: float = 60.0, partition: str | None = None, limit: int = 1000,
                           clock: Clock | None = None, rng: random.Random | None = None,
-                          on_event: EventCallback | None = None,
+                          on_event: EventCallback | None = None, audit: AuditContext | None = None,
                           sleep: Callable[[float], None] = time.sleep) -> DeliveryReport:
     """Passes of `deliver_due`, sleeping until the next row is due, until no row of a kind
     we can deliver is pending, or the next one is not due before `deadline_s` (measured on
@@ -150,7 +155,7 @@ def deliver_until_settled(store: OutboxStore, transports: Mapping[str, Transport
     while True:
         total += deliver_due(store, transports, max_attempts=max_attempts, base_backoff_s=base_backoff_s,
                              max_backoff_s=max_backoff_s, lease_s=lease_s, partition=partition, limit=limit,
-                             clock=clock, rng=rng, on_event=on_event, stop_at=give_up_at)
+                             clock=clock, rng=rng, on_event=on_event, stop_at=give_up_at, audit=audit)
         next_at = store.next_due_at(partition, kinds)
         now = clock()
         if next_at is None or next_at >= give_up_at or now >= give_up_at:

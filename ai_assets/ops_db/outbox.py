@@ -10,6 +10,8 @@ lease taken, so exactly one of them gets the row, without SKIP LOCKED.
 has the attempt count the deliverer claimed it with. If a lease ran out mid-send and
 another deliverer recorded that attempt first, the late result is refused (False) instead
 of overwriting it; the receiver deduplicates the second send by its idempotency key.
+Given an `AuditContext`, each recorded attempt's audit row is written in the same transaction
+as its `deliveries` row, so the log and the delivery record never disagree.
 
     store = OutboxStore(db.sessions)
     for row in store.due(now, limit=100):
@@ -21,12 +23,14 @@ of overwriting it; the receiver deduplicates the second send by its idempotency 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy.orm import Session
 
+from ai_assets.ops_db.audit import AuditContext, AuditEvent, add_entry
 from ai_assets.ops_db.engine import Sessions
 from ai_assets.ops_db.models import Delivery, OutboxMessage, OutboxStatus
 from ai_assets.ops_db.types import as_utc, utcnow
@@ -72,6 +76,15 @@ class DeliveryRecord:
     error: str | None
     latency_ms: int
     at: datetime
+
+
+def add_delivery_audit(session: Session, audit: AuditContext, row: OutboxRow, outcome: str,
+                       detail: dict[str, Any]) -> None:
+    """The audit row of one delivery attempt, under the row's own partition."""
+    add_entry(session, replace(audit, partition=row.partition),
+              AuditEvent.DEAD_LETTER if outcome == "dead" else AuditEvent.DELIVERY,
+              message_id=row.message_id, outcome=outcome, kind=row.kind, outbox_id=row.id,
+              idempotency_key=row.idempotency_key, **detail)
 
 
 def truncate_error(error: str | None) -> str | None:
@@ -142,16 +155,19 @@ class OutboxStore:
                 return None
             return OutboxRow.of(s.execute(select(OutboxMessage).where(OutboxMessage.id == outbox_id)).scalar_one())
 
-    def record_success(self, outbox_id: int, attempt: int, latency_ms: int, now: datetime) -> bool:
-        """Mark attempt `attempt` delivered; False (nothing written) if that attempt was already recorded."""
+    def record_success(self, outbox_id: int, attempt: int, latency_ms: int, now: datetime, *,
+                       audit: AuditContext | None = None, detail: dict[str, Any] | None = None) -> bool:
+        """Mark attempt `attempt` delivered; False (nothing written) if that attempt was already recorded.
+        With `audit`, the audit row (carrying `detail`) is written in the same transaction."""
         now = as_utc(now, "now")
         return self._record(outbox_id, attempt, "delivered", None, latency_ms, now,
-                            dict(status=OutboxStatus.DELIVERED.value, delivered_at=now))
+                            dict(status=OutboxStatus.DELIVERED.value, delivered_at=now), audit, detail)
 
     def record_failure(self, outbox_id: int, attempt: int, error: str, latency_ms: int, now: datetime,
-                       next_attempt_at: datetime | None, dead: bool) -> bool:
+                       next_attempt_at: datetime | None, dead: bool, *, audit: AuditContext | None = None,
+                       detail: dict[str, Any] | None = None) -> bool:
         """Record a failed attempt: the row stays pending until `next_attempt_at`, or is dead.
-        False (nothing written) if that attempt was already recorded."""
+        False (nothing written) if that attempt was already recorded. `audit` as for `record_success`."""
         now = as_utc(now, "now")
         error = truncate_error(error) or ""
         values: dict[str, Any] = dict(last_error=error)
@@ -161,10 +177,12 @@ class OutboxStore:
             if next_attempt_at is None:
                 raise ValueError("a retryable failure needs next_attempt_at")
             values["next_attempt_at"] = as_utc(next_attempt_at, "next_attempt_at")
-        return self._record(outbox_id, attempt, "dead" if dead else "failed", error, latency_ms, now, values)
+        return self._record(outbox_id, attempt, "dead" if dead else "failed", error, latency_ms, now, values,
+                            audit, detail)
 
     def _record(self, outbox_id: int, attempt: int, outcome: str, error: str | None, latency_ms: int,
-                now: datetime, values: dict[str, Any]) -> bool:
+                now: datetime, values: dict[str, Any], audit: AuditContext | None,
+                detail: dict[str, Any] | None) -> bool:
         if attempt < 1:
             raise ValueError("attempt numbers start at 1")
         with self.sessions.write() as s:
@@ -179,7 +197,15 @@ class OutboxStore:
                 return False
             s.add(Delivery(outbox_id=outbox_id, attempt=attempt, outcome=outcome, error=error,
                            latency_ms=max(0, int(latency_ms)), at=now))
+            if audit is not None:
+                row = s.execute(select(OutboxMessage).where(OutboxMessage.id == outbox_id)).scalar_one()
+                add_delivery_audit(s, audit, OutboxRow.of(row), outcome, detail or {})
             return True
+
+    def record_lost_lease(self, row: OutboxRow, audit: AuditContext, detail: dict[str, Any]) -> None:
+        """Audit an attempt whose result came too late to be recorded (nothing else is written)."""
+        with self.sessions.write() as s:
+            add_delivery_audit(s, audit, row, "lost_lease", detail)
 
     def requeue(self, outbox_id: int, now: datetime | None = None) -> bool:
         """Put a dead row back to pending, due at `now` (default: now; an operator's decision, after fixing the

@@ -7,9 +7,9 @@ from pathlib import Path
 from dagster import ConfigurableResource
 
 from ai_assets.core.routing_policy import RoutingPolicy, load_policy
-from ai_assets.delivery import (DeliveryReport, FileEventSink, FileMailSink, OutboxRow, OutboxStore, SmtpMailer,
+from ai_assets.delivery import (DeliveryReport, FileEventSink, FileMailSink, OutboxStore, SmtpMailer,
                                 Transport, WebhookPoster, deliver_until_settled)
-from ai_assets.ops_db import AuditContext, AuditEvent, OpsDb
+from ai_assets.ops_db import AuditContext, OpsDb
 
 
 class ActionSettings(ConfigurableResource):
@@ -42,17 +42,11 @@ class ActionSettings(ConfigurableResource):
     def deliver(self, db: OpsDb, ctx: AuditContext, *, partition: str | None = None,
                 deadline_s: float | None = None) -> DeliveryReport:
         """Deliver what is due (of one day, or all), each attempt in the audit log."""
-        def audit(kind: str, row: OutboxRow, detail: dict) -> None:
-            db.audit.record(AuditContext(ctx.actor, ctx.run_id, row.partition),
-                            AuditEvent.DEAD_LETTER if kind == "dead" else AuditEvent.DELIVERY,
-                            message_id=row.message_id, outcome=kind, kind=row.kind, outbox_id=row.id,
-                            idempotency_key=row.idempotency_key, **detail)
-
         return deliver_until_settled(
             OutboxStore(db.sessions), self.transports(),
             deadline_s=self.delivery_deadline_s if deadline_s is None else deadline_s,
             max_attempts=self.max_attempts, base_backoff_s=self.base_backoff_s, max_backoff_s=self.max_backoff_s,
-            partition=partition, on_event=audit)
+            partition=partition, audit=ctx)
 
     def transports(self) -> dict[str, Transport]:
         root = Path(self.outbox_dir)

@@ -14,7 +14,7 @@ import pytest
 
 from ai_assets.delivery import (DeliveryReport, FileEventSink, FileMailSink, SmtpMailer, Transport, WebhookPoster,
                                 backoff_delay, deliver_due, deliver_until_settled)
-from ai_assets.ops_db import OpsDb
+from ai_assets.ops_db import AuditContext, OpsDb
 from ai_assets.ops_db.outbox import OutboxRow, OutboxStore
 from ai_assets.ops_db.types import utcnow
 from ai_assets.testing import SmtpReceiver, WebhookReceiver
@@ -228,11 +228,51 @@ def test_a_late_result_after_the_lease_ran_out_is_not_recorded_twice(ops: OpsDb,
 
     events: list[str] = []
     slow = deliver_due(store, {"webhook": SlowerThanTheLease()}, lease_s=60, clock=FakeClock(),
-                       on_event=lambda kind, row, detail: events.append(kind))
+                       on_event=lambda kind, row, detail: events.append(kind), audit=AuditContext("slow", "run-s"))
     assert balanced(slow) == DeliveryReport(lost_lease=1) and events == ["lost_lease"]
     assert taken_over == [DeliveryReport(attempted=1, delivered=1)]
     assert [(d.attempt, d.outcome) for d in store.deliveries(row_id)] == [(1, "delivered")]
     assert store.get(row_id).attempts == 1
+    # The late send is in the audit log: it may have reached the receiver a second time.
+    assert [(e.run_id, e.detail["outcome"], e.detail["attempt"]) for e in ops.audit.entries()] == [("run-s", "lost_lease", 1)]
+
+
+def _fail_delivery_audit_rows(ops: OpsDb) -> None:
+    """A real database fault at the audit insert of a delivery attempt."""
+    with ops.engine.begin() as conn:
+        if ops.engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("CREATE TRIGGER fail_audit BEFORE INSERT ON audit_log WHEN NEW.event = 'delivery' "
+                                 "BEGIN SELECT RAISE(ABORT, 'injected audit failure'); END")
+        else:
+            conn.exec_driver_sql("""
+                CREATE FUNCTION fail_audit() RETURNS trigger AS $$ BEGIN
+                  IF NEW.event = 'delivery' THEN RAISE EXCEPTION 'injected audit failure'; END IF;
+                  RETURN NEW; END $$ LANGUAGE plpgsql;
+                CREATE TRIGGER fail_audit BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION fail_audit();""")
+
+
+def test_an_attempt_and_its_audit_row_are_recorded_together_or_not_at_all(ops: OpsDb, store: OutboxStore,
+                                                                         smtp: SmtpReceiver):
+    (row_id,) = add_rows(ops.sessions, email_spec(1), partition="2026-11-20")
+    mailer = {"email": SmtpMailer("127.0.0.1", smtp.port)}
+    audit = AuditContext("deliverer", "run-1")
+    _fail_delivery_audit_rows(ops)
+    with pytest.raises(Exception, match="injected audit failure"):
+        deliver_due(store, mailer, clock=FakeClock(), audit=audit)
+    # Sent, but neither the attempt nor its audit row was recorded: the row is still pending.
+    assert len(smtp.messages) == 1
+    assert store.deliveries(row_id) == [] and ops.audit.entries() == []
+    assert (store.get(row_id).status, store.get(row_id).attempts) == ("pending", 0)
+    with ops.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER fail_audit" + ("" if ops.engine.dialect.name == "sqlite" else " ON audit_log"))
+    # Once the lease has run out the row is sent again, under the same Message-ID, and recorded with its audit row.
+    again = deliver_due(store, mailer, clock=FakeClock(T0 + timedelta(seconds=61)), audit=audit)
+    assert balanced(again) == DeliveryReport(attempted=1, delivered=1)
+    assert smtp.message_ids() == [message_id(key_for("email-1"))] * 2
+    entries = ops.audit.entries()
+    assert [(d.attempt, d.outcome) for d in store.deliveries(row_id)] == [(1, "delivered")]
+    assert [(e.event, e.partition, e.run_id, e.detail["outbox_id"], e.detail["attempt"], e.detail["outcome"])
+            for e in entries] == [("delivery", "2026-11-20", "run-1", row_id, 1, "delivered")]
 
 
 def test_secrets_never_reach_the_database_events_or_logs(ops: OpsDb, store: OutboxStore, hooks: WebhookReceiver,
