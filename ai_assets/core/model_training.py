@@ -68,7 +68,8 @@ def train_candidate(train: Sequence[LabelledText], validation: Sequence[Labelled
     oos_share = on_oos["out_of_scope_automated"]
     # The gate's held-out set is small (one message of 137 is 0.73 points), so the UI also shows
     # how uncertain its share is, and the share of the training out-of-scope messages, answered
-    # out-of-fold, that the threshold would automate: a second estimate, on more messages.
+    # out-of-fold, that the threshold would automate: a second estimate on more messages, but an
+    # optimistic one, since the threshold was chosen with those answers in its pool.
     training_oos = model.calibration_oos
     metrics = {
         "accuracy": on_validation["accuracy"],

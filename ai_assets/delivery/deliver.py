@@ -78,7 +78,8 @@ def deliver_due(store: OutboxStore, transports: Mapping[str, Transport], *, max_
     claiming no new row after `stop_at`. With `audit`, every attempt gets its audit row, in
     the transaction that records it.
     An exception from `on_event` stops the pass; the attempt it reports is already recorded
-    and no other row is held."""
+    and no other row is held. A database error while recording (the audit insert included)
+    also stops it: that send is not recorded and goes out again once its lease runs out."""
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
     clock = clock or utcnow

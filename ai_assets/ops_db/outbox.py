@@ -9,7 +9,8 @@ lease taken, so exactly one of them gets the row, without SKIP LOCKED.
 `record_success` / `record_failure` are conditional too: they only apply if the row still
 has the attempt count the deliverer claimed it with. If a lease ran out mid-send and
 another deliverer recorded that attempt first, the late result is refused (False) instead
-of overwriting it; the receiver deduplicates the second send by its idempotency key.
+of overwriting it; a receiver that de-duplicates by idempotency key (webhooks) drops the
+second send, an SMTP server delivers it again under the same Message-ID.
 Given an `AuditContext`, each recorded attempt's audit row is written in the same transaction
 as its `deliveries` row, so the log and the delivery record never disagree.
 
