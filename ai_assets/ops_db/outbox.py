@@ -79,7 +79,7 @@ class DeliveryRecord:
     at: datetime
 
 
-def add_delivery_audit(session: Session, audit: AuditContext, row: OutboxRow, outcome: str,
+def _add_delivery_audit(session: Session, audit: AuditContext, row: OutboxRow, outcome: str,
                        detail: dict[str, Any]) -> None:
     """The audit row of one delivery attempt, under the row's own partition."""
     add_entry(session, replace(audit, partition=row.partition),
@@ -200,13 +200,13 @@ class OutboxStore:
                            latency_ms=max(0, int(latency_ms)), at=now))
             if audit is not None:
                 row = s.execute(select(OutboxMessage).where(OutboxMessage.id == outbox_id)).scalar_one()
-                add_delivery_audit(s, audit, OutboxRow.of(row), outcome, detail or {})
+                _add_delivery_audit(s, audit, OutboxRow.of(row), outcome, detail or {})
             return True
 
     def record_lost_lease(self, row: OutboxRow, audit: AuditContext, detail: dict[str, Any]) -> None:
         """Audit an attempt whose result came too late to be recorded (nothing else is written)."""
         with self.sessions.write() as s:
-            add_delivery_audit(s, audit, row, "lost_lease", detail)
+            _add_delivery_audit(s, audit, row, "lost_lease", detail)
 
     def requeue(self, outbox_id: int, now: datetime | None = None) -> bool:
         """Put a dead row back to pending, due at `now` (default: now; an operator's decision, after fixing the
