@@ -286,16 +286,18 @@ def test_secrets_never_reach_the_database_events_or_logs(ops: OpsDb, store: Outb
         hooks.fail_next(1, status=401, body=f"signature must be made with {WEBHOOK_SECRET}")
         transports = {"email": SmtpMailer("127.0.0.1", smtp.port, username="outbox", password=SMTP_PASSWORD),
                       "webhook": WebhookPoster(hooks.url, secret=WEBHOOK_SECRET)}
-        report = deliver_due(store, transports, clock=FakeClock(),
+        report = deliver_due(store, transports, clock=FakeClock(), audit=AuditContext("deliverer", "run-1"),
                              on_event=lambda kind, row, detail: details.append(detail))
     assert balanced(report) == DeliveryReport(attempted=2, failed=1, dead=1, dead_keys=(key_for("webhook-1"),))
+    audited = [e.detail for e in ops.audit.entries()]
+    assert [d["outcome"] for d in audited] == ["failed", "dead"]
     recorded = [store.get(i).last_error for i in (mail_id, hook_id)]
     recorded += [d.error for i in (mail_id, hook_id) for d in store.deliveries(i)]
     assert recorded[0] == "smtp message refused: 451 4.7.0 password *** expires soon"
     assert recorded[1] == "http 401: signature must be made with ***"
     ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("ai_assets"))
     assert "4.7.0 password ***" in ours  # the failures were logged ...
-    for text in [*recorded, ours, repr(details), repr(transports)]:
+    for text in [*recorded, ours, repr(details), repr(audited), repr(transports)]:
         assert SMTP_PASSWORD not in text and WEBHOOK_SECRET not in text  # ... without the secrets
 
 
