@@ -1,10 +1,13 @@
 """The `ai-assets` command: simulate traffic, run the demo or a backfill, read status."""
 
+import csv
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ai_assets.core.intent_model import INTENT_MODEL
+from ai_assets.core.parsing import NOT_A_JSON_OBJECT, parse_line
 from ai_assets.core.simulator import (
     FaultSpecError,
     load_replay_source,
@@ -22,6 +26,7 @@ from ai_assets.core.simulator import (
 
 if TYPE_CHECKING:  # imported lazily at run time: the CLI starts fast
     from ai_assets.ops_db import ModelRegistry
+    from ai_assets.serving.live import LiveServing
 
 # The demo's faulty day: every row-level fault that should be quarantined or de-duplicated,
 # plus an empty file. Schema-change faults are left to the tests: they fail a warning check.
@@ -55,10 +60,14 @@ def _simulate(start: date, days: int, per_day: int, faults: str | None, source: 
         rates = parse_fault_spec(faults)
     except FaultSpecError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from None
+    if source is not None:
+        _require_regular_file(source)
     try:
         pool = load_replay_source(source)
     except (OSError, ValueError) as exc:
         raise click.BadParameter(str(exc), param_hint="--from") from None
+    except (RecursionError, csv.Error) as exc:  # a line nested too deep, a CSV field over the limit
+        raise click.BadParameter(f"{source}: unreadable: {exc}", param_hint="--from") from None
     ledgers = []
     for offset in range(days):
         day = start + timedelta(days=offset)
@@ -185,6 +194,21 @@ def demo(days: int, per_day: int) -> None:
     sys.exit(0 if ok else 1)
 
 
+def _check_partition_range(start: date, end: date) -> None:
+    """Refuse days that are not partitions before any run starts (and before a range like
+    1990..9999 is even listed): the only days are from the first partition to yesterday UTC."""
+    from ai_assets.defs.partitions import daily_partitions
+
+    first = date.fromisoformat(daily_partitions.get_first_partition_key())
+    last_key = daily_partitions.get_last_partition_key()
+    last = date.fromisoformat(last_key) if last_key else None
+    if last is None or start < first or end > last:
+        asked = f"{start}" if start == end else f"{start}..{end}"
+        valid = f"{first}..{last}" if last else f"none yet (the first is {first})"
+        raise click.ClickException(f"no partition for {asked}: the days are {valid} (UTC; a day "
+                                   "becomes a partition once it has closed)")
+
+
 @main.command()
 @click.option("--start", required=True, type=click.DateTime(["%Y-%m-%d"]))
 @click.option("--end", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day, inclusive.")
@@ -194,12 +218,122 @@ def backfill(start: datetime, end: datetime) -> None:
 
     if end < start:
         raise click.BadParameter("--end is before --start")
+    _check_partition_range(start.date(), end.date())
     days = [(start.date() + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
     outcomes = run_partitions(_defs(), _instance(), days,
                               tags={"ai_assets/backfill": f"{days[0]}..{days[-1]}"})
     for o in outcomes:
         click.echo(f"{o.partition}: {'success' if o.success else 'FAILED'} (run {o.run_id})")
     sys.exit(0 if all(o.success for o in outcomes) else 1)
+
+
+# As load_replay_source decides between JSON Lines and CSV.
+JSON_LINES_SUFFIXES = (".jsonl", ".ndjson", ".json")
+SHOWN_UNREADABLE = 10  # line numbers named in the output; the count is always complete
+
+
+def _require_regular_file(path: Path) -> None:
+    """Checked before opening: reading a FIFO blocks until a writer comes (forever, usually), and
+    a device such as /dev/zero never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise click.ClickException(f"{path}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise click.ClickException(f"{path}: not a regular file (a FIFO, device or socket is refused)")
+
+
+@dataclass
+class LabelledInput:
+    """An operator's labelled file as read: its readable records, and the lines that were not."""
+
+    path: Path
+    rows: list[tuple[str, str]] = field(default_factory=list)  # (text, category)
+    unreadable: list[int] = field(default_factory=list)  # line numbers, JSON Lines only
+
+    def unreadable_note(self) -> str:
+        shown = ", ".join(map(str, self.unreadable[:SHOWN_UNREADABLE]))
+        more = ", ..." if len(self.unreadable) > SHOWN_UNREADABLE else ""
+        return f"{len(self.unreadable)} unreadable line(s) skipped ({shown}{more})" if self.unreadable else ""
+
+
+def _json_lines(path: Path, into: LabelledInput) -> list[tuple[str, object]]:
+    """(where, record) per non-blank line, decoded with ingestion's own bounds (line size,
+    nesting, number length, duplicate keys). A line that does not decode is skipped and counted,
+    as live ingestion quarantines it: one bad line must not hide a whole file's evaluation."""
+    records = []
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            chunk = raw.rstrip(b"\r\n")
+            if line_no == 1:
+                chunk = chunk.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark
+            if not chunk.strip():
+                continue
+            _, record, error = parse_line(chunk)
+            if error in (None, NOT_A_JSON_OBJECT):  # JSON, but maybe not a record: "has no text column"
+                records.append((f"line {line_no}", record))
+            else:
+                into.unreadable.append(line_no)
+    return records
+
+
+def _csv_records(path: Path) -> list[tuple[str, object]]:
+    """(where, record) per CSV row. A row the parser rejects (a field over csv.field_size_limit,
+    far longer than any message) fails the file, naming the row: after such an error the parser
+    may be inside a quoted field, so the rows after it cannot be trusted."""
+    records = []
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                return records
+            except csv.Error as exc:
+                raise click.ClickException(f"{path}: the CSV row on line {reader.reader.line_num} is unreadable "
+                                           f"({exc})") from None
+            except UnicodeDecodeError:
+                raise click.ClickException(f"{path}: not UTF-8 text (after line {reader.reader.line_num})") from None
+            records.append((f"record {len(records) + 1}", record))
+
+
+def read_labelled(path: Path) -> LabelledInput:
+    """The operator's file with the checks of load_labelled, numbered as the operator sees the file."""
+    _require_regular_file(path)
+    labelled = LabelledInput(path)
+    try:
+        is_json_lines = path.suffix.lower() in JSON_LINES_SUFFIXES
+        records = _json_lines(path, labelled) if is_json_lines else _csv_records(path)
+    except OSError as exc:
+        raise click.ClickException(f"{path}: {exc.strerror or exc}") from None
+    no_category = []
+    for where, record in records:
+        text = record.get("text") if isinstance(record, dict) else None
+        if not isinstance(text, str):
+            raise click.ClickException(f"{path}: {where} has no text column")
+        category = str(record.get("category") or "").strip()
+        if not category:
+            no_category.append(where)
+        labelled.rows.append((text, category))
+    if no_category:
+        raise click.ClickException(f"{path}: {len(no_category)} record(s) have no category, "
+                                   f"first is {no_category[0]}")
+    return labelled
+
+
+def _evaluate_rows(labelled: LabelledInput, live: "LiveServing", max_text_chars: int) -> dict:
+    from ai_assets.serving.evaluation import evaluate_rows
+
+    report = evaluate_rows(labelled.rows, live, max_text_chars=max_text_chars)
+    return {**report, "rows_in_file": report["rows_in_file"] + len(labelled.unreadable),
+            "unreadable": len(labelled.unreadable), "unreadable_lines": labelled.unreadable[:SHOWN_UNREADABLE]}
+
+
+def _no_servable_rows(labelled: LabelledInput, not_servable: dict[str, int]) -> click.ClickException:
+    reasons = [labelled.unreadable_note()] if labelled.unreadable else []
+    reasons += [f"{n} {reason}" for reason, n in not_servable.items()]
+    return click.ClickException(f"{labelled.path}: no servable rows to evaluate"
+                                f"{' (' + '; '.join(reasons) + ')' if reasons else ''}")
 
 
 @main.command()
@@ -214,20 +348,25 @@ def evaluate(path: Path, as_json: bool, budget_usd: float | None) -> None:
     accuracy, automation, out-of-scope leakage, tiers, latency and cost."""
     from ai_assets.ops_db import OpsDb, default_url
     from ai_assets.resources import ingestion_policy_from_env, model_serving_from_env
-    from ai_assets.serving.evaluation import evaluate_file
     from ai_assets.serving.live import ArtifactError
 
+    labelled = read_labelled(path)  # before the model loads: a bad file fails fast
+    if not labelled.rows:
+        raise _no_servable_rows(labelled, {})
     try:
         with OpsDb.open(default_url()) as db:
             live = model_serving_from_env(in_dagster=False).evaluation(db, budget_usd)
-            report = evaluate_file(path, live, max_text_chars=ingestion_policy_from_env().max_text_chars)
+            report = _evaluate_rows(labelled, live, ingestion_policy_from_env().max_text_chars)
     except (ValueError, ArtifactError) as exc:
         raise click.ClickException(str(exc)) from None
+    if report["n"] == 0:  # nothing scored: every metric would be empty
+        raise _no_servable_rows(labelled, report["not_servable"])
     if as_json:
         click.echo(json.dumps(report, indent=1, sort_keys=True))
         return
     click.echo(f"{report['n']} messages through {report['local_model']} (threshold "
-               f"{report['confidence_threshold']:.3f}); not servable: {report['not_servable'] or 'none'}")
+               f"{report['confidence_threshold']:.3f}); not servable: {report['not_servable'] or 'none'}"
+               f"{'; ' + labelled.unreadable_note() if labelled.unreadable else ''}")
     for key in ("accuracy", "macro_f1", "automated_share", "automated_precision", "out_of_scope_automated"):
         value = report[key]
         click.echo(f"  {key:<24} {'-' if value is None else f'{value:.4f}'}")

@@ -91,12 +91,17 @@ def outbox_deliver(partition: str | None, deadline_s: float) -> None:
 @outbox.command("requeue")
 @click.argument("outbox_ids", nargs=-1, type=int, required=True)
 def outbox_requeue(outbox_ids: tuple[int, ...]) -> None:
-    """Put dead letters back to pending (after fixing the receiver)."""
+    """Put dead letters back to pending (after fixing the receiver). Nothing is requeued if
+    any id is unknown: a mistyped id usually means the list is not the one intended."""
     from ai_assets.delivery import OutboxStore
     from ai_assets.ops_db import AuditContext, AuditEvent
 
     with _db() as db:
         store = OutboxStore(db.sessions)
+        unknown = sorted({i for i in outbox_ids if store.get(i) is None})
+        if unknown:
+            raise click.ClickException(f"unknown outbox id(s): {', '.join(map(str, unknown))}; nothing requeued "
+                                       "(`ai-assets outbox status` lists the dead letters)")
         for outbox_id in outbox_ids:
             requeued = store.requeue(outbox_id)
             if requeued:

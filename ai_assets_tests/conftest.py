@@ -63,12 +63,12 @@ class Workspace:
         return ActionSettings(**{**settings, **changes})
 
     def defs(self, serving: ModelServing | None = None, training: IntentModelTraining | None = None,
-             actions: ActionSettings | None = None, **policy) -> Definitions:
+             actions: ActionSettings | None = None, landing: LandingZone | None = None, **policy) -> Definitions:
         """No LLM unless `serving` says so; training is a quick smoke training (hashing encoder,
         12 rows per intent, floors low enough for it) unless `training` says otherwise; outbox
         to files unless `actions` says otherwise."""
         return build_defs({
-            "landing_zone": LandingZone(root=str(self.landing)),
+            "landing_zone": landing or LandingZone(root=str(self.landing)),
             "io_manager": ParquetIOManager(base_dir=str(self.storage)),
             "ingestion_policy": IngestionPolicy(**policy),
             "ops_database": OpsDatabase(url=self.ops_db_url),

@@ -203,7 +203,8 @@ def test_demo_then_status_json(cli, smoke_model):
             assert check["severity"] in ("WARN", "ERROR")
     names = {r["asset"]: {c["name"] for c in r["checks"]} for r in rows if r["partition"] == faulty}
     assert names == {
-        "raw_messages": {"schema_matches_contract", "volume_within_trailing_band", "freshness_check"},
+        "raw_messages": {"schema_matches_contract", "landing_files_all_read", "volume_within_trailing_band",
+                         "freshness_check"},
         "validated_messages": {"quarantine_share_within_ceiling", "counts_balance", "freshness_check"},
         "quarantined_messages": {"quarantine_rows_explained", "freshness_check"},
         "enriched_messages": {"every_message_enriched_once"},
@@ -270,3 +271,35 @@ def test_backfill_twice_gives_identical_outputs(cli, smoke_model):
 
     bad = cli("backfill", "--start", "2025-03-05", "--end", "2025-03-03", check=False)
     assert bad.returncode == 2 and "before --start" in bad.stderr
+
+
+@pytest.mark.parametrize("start, end", [("1990-01-01", "1990-01-01"), ("9999-12-31", "9999-12-31"),
+                                        ("2024-12-30", "2025-01-02")])
+def test_backfill_outside_the_partitions_names_the_valid_range(cli, start, end):
+    proc = cli("backfill", "--start", start, "--end", end, check=False)
+    last = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
+    asked = start if start == end else f"{start}..{end}"
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"Error: no partition for {asked}: the days are 2025-01-01..{last} (UTC; a day becomes a partition "
+        "once it has closed)"]
+    # Refused before anything ran: no run in the instance.
+    with DagsterInstance.from_config(str(cli.home)) as instance:
+        assert instance.get_runs() == []
+
+
+def test_simulate_refuses_a_replay_source_that_is_not_a_regular_file(cli, tmp_path):
+    fifo = tmp_path / "replay.csv"
+    os.mkfifo(fifo)
+    proc = subprocess.run([AI_ASSETS, "simulate", "--start", "2025-03-03", "--from", str(fifo)], env=cli.env,
+                          capture_output=True, text=True, timeout=60)  # reading it would block for ever
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        f"Error: {fifo}: not a regular file (a FIFO, device or socket is refused)"]
+
+
+def test_simulate_refuses_an_unreadable_replay_source_in_one_line(cli, tmp_path):
+    source = tmp_path / "replay.jsonl"
+    source.write_text("[" * 10_000 + "]" * 10_000 + "\n")
+    proc = cli("simulate", "--start", "2025-03-03", "--from", str(source), check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{source}: unreadable: maximum recursion depth exceeded" in proc.stderr

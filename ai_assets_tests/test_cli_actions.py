@@ -61,8 +61,20 @@ def test_outbox_status_deliver_and_requeue(workspace, instance, smoke_model, tmp
     status = json.loads(cli(workspace, "outbox", "status").stdout)
     dead = status["dead"]
     assert dead and status["counts"]["dead"] == len(dead) and {d["kind"] for d in dead} == {"email"}
+    # One unknown id among them: nothing is requeued, and the error names it.
+    typo = cli(workspace, "outbox", "requeue", *(str(d["id"]) for d in dead), "999999")
+    assert typo.returncode == 1 and "unknown outbox id(s): 999999; nothing requeued" in typo.stderr
+    assert "Traceback" not in typo.stderr and typo.stdout == ""
+    assert json.loads(cli(workspace, "outbox", "status").stdout)["counts"]["dead"] == len(dead)
     requeued = cli(workspace, "outbox", "requeue", *(str(d["id"]) for d in dead))
     assert requeued.stdout.count("requeued") == len(dead)
     delivered = cli(workspace, "outbox", "deliver", "--deadline", "5")  # default: the file sink
     assert json.loads(delivered.stdout)["delivered"] == len(dead), delivered.stderr
     assert json.loads(cli(workspace, "outbox", "status").stdout)["counts"]["dead"] == 0
+
+
+def test_requeue_of_unknown_ids_fails_and_names_them(workspace):
+    workspace.root.mkdir(parents=True)  # the command creates an empty operations database in it
+    result = cli(workspace, "outbox", "requeue", "7", "3", "7")
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        "Error: unknown outbox id(s): 3, 7; nothing requeued (`ai-assets outbox status` lists the dead letters)"]

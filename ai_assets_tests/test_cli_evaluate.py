@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import subprocess
 from datetime import date
 from decimal import Decimal
 
@@ -18,7 +20,7 @@ from ai_assets.serving.evaluation import evaluate_file
 from ai_assets.testing import MessagesAPIServer
 from ai_assets.testing.oracle import banking77_labels
 from ai_assets_tests.conftest import install_model
-from ai_assets_tests.test_cli import Cli  # noqa: F401  (fixture `cli` below)
+from ai_assets_tests.test_cli import AI_ASSETS, Cli  # noqa: F401  (fixture `cli` below)
 from ai_assets_tests.test_cli import cli  # noqa: F401
 
 KEYS = {"accuracy", "macro_f1", "automated_share", "automated_precision", "out_of_scope_automated",
@@ -113,3 +115,82 @@ def test_evaluate_refuses_rows_without_a_category(cli, smoke_model, tmp_path):
     data = labelled_csv(tmp_path / "labelled.csv", [("where is my card", "card_arrival"), ("hello", "")])
     proc = cli("evaluate", "--data", str(data), check=False)
     assert proc.returncode == 1 and "1 record(s) have no category, first is record 2" in proc.stderr
+
+
+def labelled_jsonl(path, lines: list[bytes]):
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
+
+
+def jsonl_line(text: str, category: str) -> bytes:
+    return json.dumps({"text": text, "category": category}).encode()
+
+
+def one_line_error(proc) -> str:
+    """The command failed with exactly one line on stderr and no traceback; that line."""
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+# Lines json.loads refuses in three different ways: RecursionError, ValueError (int digit
+# limit), and UnicodeDecodeError before it is even called.
+DEEP = b"[" * 10_000 + b"]" * 10_000
+HUGE_INT = b'{"text": "where is my card", "category": "card_arrival", "n": ' + b"7" * 5_000 + b"}"
+NOT_UTF8 = b'{"text": "caf\xe9", "category": "card_arrival"}'
+
+
+def test_evaluate_skips_and_counts_unreadable_json_lines(cli, smoke_model, tmp_path):
+    cli.install_model(smoke_model)
+    good = [jsonl_line(text, category) for text, category in sample(10, 2)]
+    data = labelled_jsonl(tmp_path / "labelled.jsonl", [good[0], DEEP, *good[1:6], b"", HUGE_INT, *good[6:], NOT_UTF8])
+    report = json.loads(cli("evaluate", "--data", str(data), "--json").stdout)
+    assert report["n"] == 12 and report["unreadable"] == 3 and report["unreadable_lines"] == [2, 9, 16]
+    assert report["rows_in_file"] == 15  # the blank line is no record
+    text = cli("evaluate", "--data", str(data)).stdout
+    assert text.startswith("12 messages through") and "3 unreadable line(s) skipped (2, 9, 16)" in text.splitlines()[0]
+
+
+def test_evaluate_fails_in_one_line_when_nothing_is_readable(cli, tmp_path):
+    data = labelled_jsonl(tmp_path / "labelled.jsonl", [DEEP, HUGE_INT, b"{not json"])
+    line = one_line_error(cli("evaluate", "--data", str(data), check=False))
+    assert line == f"Error: {data}: no servable rows to evaluate (3 unreadable line(s) skipped (1, 2, 3))"
+
+
+def test_evaluate_with_no_servable_rows_fails_instead_of_reporting_nothing(cli, smoke_model, tmp_path):
+    cli.install_model(smoke_model)
+    data = labelled_csv(tmp_path / "labelled.csv", [("   ", "card_arrival"), ("", "card_arrival"),
+                                                    ("x" * (MAX_TEXT_CHARS + 1), "card_arrival")])
+    proc = cli("evaluate", "--data", str(data), "--json", check=False)
+    line = one_line_error(proc)
+    assert line == f"Error: {data}: no servable rows to evaluate (2 empty_text; 1 overlong_text)"
+    assert proc.stdout == "" and "$None" not in proc.stderr
+
+
+def test_evaluate_names_the_csv_row_over_the_field_size_limit(cli, tmp_path):
+    limit = csv.field_size_limit()
+    data = labelled_csv(tmp_path / "labelled.csv", [("where is my card", "card_arrival"),
+                                                    ("x" * (limit + 1), "card_arrival"),
+                                                    ("top up failed", "top_up_failed")])
+    line = one_line_error(cli("evaluate", "--data", str(data), check=False))
+    assert line == (f"Error: {data}: the CSV row on line 3 is unreadable "
+                    f"(field larger than field limit ({limit}))")
+    assert csv.field_size_limit() == limit  # the limit is not raised, here or for the process
+
+
+def test_evaluate_refuses_a_fifo_without_waiting_for_a_writer(cli, tmp_path):
+    fifo = tmp_path / "labelled.jsonl"
+    os.mkfifo(fifo)
+    proc = subprocess.run([AI_ASSETS, "evaluate", "--data", str(fifo)], env=cli.env, capture_output=True,
+                          text=True, timeout=60)  # reading it would block for ever
+    assert one_line_error(proc) == f"Error: {fifo}: not a regular file (a FIFO, device or socket is refused)"
+
+
+def test_evaluate_names_json_records_by_their_line(cli, tmp_path):
+    data = labelled_jsonl(tmp_path / "labelled.jsonl", [jsonl_line("hi", "greeting"), b"", b'{"text": "no label"}'])
+    assert one_line_error(cli("evaluate", "--data", str(data), check=False)) == (
+        f"Error: {data}: 1 record(s) have no category, first is line 3")
+    data = labelled_jsonl(tmp_path / "texts.jsonl", [b'["a list"]'])
+    assert one_line_error(cli("evaluate", "--data", str(data), check=False)) == (
+        f"Error: {data}: line 1 has no text column")

@@ -15,6 +15,7 @@ from ai_assets_tests.conftest import REPO_ROOT
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 PARTITION_CHECKS = {
     ("raw_messages", "schema_matches_contract"),
+    ("raw_messages", "landing_files_all_read"),
     ("raw_messages", "volume_within_trailing_band"),
     ("validated_messages", "quarantine_share_within_ceiling"),
     ("validated_messages", "counts_balance"),

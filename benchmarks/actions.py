@@ -25,7 +25,7 @@ from sqlalchemy import delete, insert
 
 from ai_assets.core.dataset import split_banking77
 from ai_assets.core.routing_policy import load_policy
-from ai_assets.core.triage import idempotency_key, triage
+from ai_assets.core.triage import content_hash, idempotency_key, triage
 from ai_assets.ops_db import AuditContext, OpsDb, pipeline_actor
 from ai_assets.ops_db.actions import ActionLedger, MessageDecision, outcome_counts
 from ai_assets.ops_db.models import Action
@@ -44,11 +44,14 @@ def decisions(n: int) -> list[MessageDecision]:
         automated = i % 20 >= 3
         t = triage(row.category, automated, None if automated else "below_threshold", policy)
         message_id = f"bench-{i:06d}"
+        customer = f"cust-{i % (n // 3 or 1):05d}"
+        content = content_hash(customer, "app", row.text)
         out.append(MessageDecision(
-            message_id=message_id, customer_id=f"cust-{i % (n // 3 or 1):05d}", intent=row.category,
+            message_id=message_id, customer_id=customer, intent=row.category,
             confidence=0.95, decision=t.decision, action=t.action, reason=t.reason, queue=t.queue,
             priority=t.priority, policy_version=policy.version,
-            idempotency_key=idempotency_key(message_id, t.action, policy.version), text=row.text,
+            idempotency_key=idempotency_key(message_id, t.action, policy.version, content), text=row.text,
+            content_hash=content,
             model_version="intent_model v1", model_call={"tier": "local", "cost_usd": 0.0}))
     return out
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from ai_assets.core.parsing import schema_fingerprint
+from ai_assets.core.parsing import decode_record, record_identity, safe_field_name, schema_fingerprint
 from ai_assets.core.schemas import CONTRACT_FIELDS
 
 Location = tuple[str, int]  # (source_file, line)
@@ -36,7 +35,10 @@ def duplicate_locations(rows: Iterable[tuple[str, int, str, object]]) -> set[Loc
     for source_file, line, raw, error in rows:
         if isinstance(error, str):
             continue
-        identity = json.dumps(json.loads(raw), sort_keys=True)
+        record, _ = decode_record(raw)
+        if record is None:  # a row marked parsed that no longer decodes is not a duplicate of anything
+            continue
+        identity = record_identity(record)
         if identity in seen:
             dups.add((source_file, line))
         seen.add(identity)
@@ -75,7 +77,7 @@ def schema_report(records_by_file: dict[str, list[dict]]) -> SchemaReport:
     for name, records in sorted(records_by_file.items()):
         seen_here: set[str] = set()
         for record in records:
-            seen_here.update(record)
+            seen_here.update(safe_field_name(name) for name in record)
         observed |= seen_here
         missing = sorted(CONTRACT_FIELDS - seen_here)
         if records and missing:

@@ -72,7 +72,8 @@ TRIAGE_COLUMNS: dict[str, str] = {
     "queue": "string",
     "priority": "string (P1 | P2 | P3)",
     "policy_version": "string (routing policy the decision was made under)",
-    "idempotency_key": "string (sha256 of message id, action, policy version)",
+    "idempotency_key": "string (sha256 of message id, action, policy version, content hash)",
+    "content_hash": "string (sha256 of customer id, channel, text: tells a re-delivery from a reused id)",
     "text": "string (PII-masked, for reviewers)",
     "tier": "string (which tier answered)",
     "answered_by": "string (model version or name)",
@@ -87,7 +88,7 @@ TRIAGE_COLUMNS: dict[str, str] = {
 ACTION_COLUMNS: dict[str, str] = {
     "message_id": "string",
     "decision": "string",
-    "outcome": "string (acted | review | conflict: the ledger's record, whichever run wrote it)",
+    "outcome": "string (acted | review | conflict | id_conflict: the ledger's record, whichever run wrote it)",
     "case_id": "int or null",
     "idempotency_key": "string",
 }

@@ -62,9 +62,16 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=True).encode()).hexdigest()
 
 
-def idempotency_key(message_id: str, action: str, policy_version: str) -> str:
-    """sha256 of (message id, action, policy version): the key of one action."""
-    return _digest("action", message_id, action, policy_version)
+def content_hash(customer_id: str, channel: str, text: str) -> str:
+    """What makes two messages with one id the same message: the same customer, channel and
+    (validated) text. Ids are not unique across days in real feeds; the same id with the same
+    content is a re-delivery, the same id with other content is a different message."""
+    return _digest("content", customer_id, channel, text)
+
+
+def idempotency_key(message_id: str, action: str, policy_version: str, content: str) -> str:
+    """sha256 of (message id, action, policy version, content hash): the key of one action."""
+    return _digest("action", message_id, action, policy_version, content)
 
 
 def email_key(message_id: str) -> str:
@@ -89,11 +96,13 @@ def triage_frame(enriched: pd.DataFrame, policy: RoutingPolicy) -> pd.DataFrame:
     for row in enriched.itertuples(index=False):
         review_reason = row.review_reason if isinstance(row.review_reason, str) else None
         t = triage(row.intent, bool(row.automated), review_reason, policy)
+        content = content_hash(row.customer_id, row.channel, row.text)
         rows.append({
             "message_id": row.message_id, "customer_id": row.customer_id, "intent": row.intent,
             "confidence": float(row.confidence), "decision": t.decision.value, "action": t.action,
             "reason": t.reason, "queue": t.queue, "priority": t.priority, "policy_version": policy.version,
-            "idempotency_key": idempotency_key(row.message_id, t.action, policy.version), "text": row.text,
+            "idempotency_key": idempotency_key(row.message_id, t.action, policy.version, content),
+            "content_hash": content, "text": row.text,
             "tier": row.tier, "answered_by": row.answered_by, "input_tokens": int(row.input_tokens),
             "output_tokens": int(row.output_tokens), "cost_usd": float(row.cost_usd),
             "latency_ms": float(row.latency_ms), "cache_hit": bool(row.cache_hit),

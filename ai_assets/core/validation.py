@@ -7,7 +7,6 @@ that the same raw rows always give the same bytes.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -15,8 +14,9 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import pandas as pd
 
+from ai_assets.core.identifiers import ID_PATTERN, ID_REGEX, id_pii_kind, ids_pii_label
 from ai_assets.core.normalise import normalise_text
-from ai_assets.core.parsing import EXCERPT_CHARS
+from ai_assets.core.parsing import EXCERPT_CHARS, decode_record, record_identity
 from ai_assets.core.pii import mask_pii
 from ai_assets.core.schemas import CHANNELS, MAX_TEXT_CHARS, MIN_TEXT_CHARS
 
@@ -39,6 +39,11 @@ def build_suite(day: date, max_text_chars: int = MAX_TEXT_CHARS) -> gx.Expectati
           for c in ("message_id", "customer_id", "channel", "received_at", "text")),
         *(e.ExpectColumnValuesToBeOfType(column=c, type_="str")
           for c in ("message_id", "customer_id", "received_at", "text")),
+        # Ids reach cases, the outbox, webhooks, the audit log and the e-mail recipient: short
+        # tokens only (see core/identifiers.py), and never a card number or an IBAN.
+        *(e.ExpectColumnValuesToMatchRegex(column=c, regex=ID_REGEX, meta={"means": "id token, <= 64 chars"})
+          for c in ("message_id", "customer_id")),
+        e.ExpectColumnValuesToBeNull(column="pii_in_ids", meta={"means": "no card number or IBAN as an id"}),
         e.ExpectColumnValuesToBeUnique(column="message_id"),
         e.ExpectColumnValuesToNotBeNull(column="received_at_utc", meta={"means": "ISO-8601 with offset"}),
         e.ExpectColumnValuesToBeBetween(column="received_at_utc", min_value=pd.Timestamp(start),
@@ -99,8 +104,11 @@ class ValidationOutcome:
 
 def _quarantine_row(row, stage: str, reason: str, message_id: object = None) -> dict:
     """A quarantine record; `row` is anything with source_file, line and raw."""
+    # Only an id the contract would accept is kept: a rejected one may be 100,000 characters,
+    # carry a line break or be a card number (the excerpt shows it masked).
+    well_formed = isinstance(message_id, str) and ID_PATTERN.match(message_id) and not id_pii_kind(message_id)
     return {"source_file": row.source_file, "line": int(row.line), "stage": stage, "reason": reason,
-            "message_id": message_id if isinstance(message_id, str) else None, "excerpt": excerpt(row.raw)}
+            "message_id": message_id if well_formed else None, "excerpt": excerpt(row.raw)}
 
 
 def validate_partition(raw: pd.DataFrame, day: date, max_text_chars: int = MAX_TEXT_CHARS) -> ValidationOutcome:
@@ -113,8 +121,11 @@ def validate_partition(raw: pd.DataFrame, day: date, max_text_chars: int = MAX_T
         if isinstance(row.parse_error, str):
             quarantine.append(_quarantine_row(row, "parse", row.parse_error))
             continue
-        record = json.loads(row.raw)
-        identity = json.dumps(record, sort_keys=True)
+        record, error = decode_record(row.raw)
+        if record is None:  # marked parsed upstream but does not decode (a hand-edited partition)
+            quarantine.append(_quarantine_row(row, "parse", error or "invalid_json"))
+            continue
+        identity = record_identity(record)
         if identity in seen:  # the same record delivered again: drop, count, report
             duplicates += 1
             continue
@@ -124,6 +135,7 @@ def validate_partition(raw: pd.DataFrame, day: date, max_text_chars: int = MAX_T
             ROW: len(rows),
             "message_id": record.get("message_id"),
             "customer_id": record.get("customer_id"),
+            "pii_in_ids": ids_pii_label(record.get("message_id"), record.get("customer_id")),
             "channel": record.get("channel"),
             "received_at": record.get("received_at"),
             "received_at_utc": _parse_timestamp(record.get("received_at")),
@@ -133,11 +145,11 @@ def validate_partition(raw: pd.DataFrame, day: date, max_text_chars: int = MAX_T
             "line": int(row.line),
             "raw": row.raw,
         })
-    frame = pd.DataFrame(rows, columns=[ROW, "message_id", "customer_id", "channel", "received_at",
+    frame = pd.DataFrame(rows, columns=[ROW, "message_id", "customer_id", "pii_in_ids", "channel", "received_at",
                                         "received_at_utc", "text", "text_normalised", "source_file",
                                         "line", "raw"])
     frame["received_at_utc"] = pd.to_datetime(frame["received_at_utc"], utc=True)
-    for column in ("message_id", "customer_id", "channel", "received_at", "text", "text_normalised"):
+    for column in ("message_id", "customer_id", "pii_in_ids", "channel", "received_at", "text", "text_normalised"):
         frame[column] = frame[column].astype(object)
 
     failures: dict[int, list[str]] = {}

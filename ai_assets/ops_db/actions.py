@@ -2,9 +2,13 @@
 case opened or updated, the e-mail and webhook event in the outbox, the review item, the
 audit rows — all committed together or not at all.
 
-- Idempotent: the ledger's unique idempotency key (message id + action + policy version)
-  and its one-action-per-message-and-policy-version constraint make a re-run, a backfill,
-  a retried step or a concurrent duplicate run find the message done and write nothing.
+- Idempotent: the ledger's unique idempotency key (message id + action + policy version +
+  content hash) and its one-action-per-message-and-policy-version constraint make a re-run, a
+  backfill, a retried step or a concurrent duplicate run find the message done and write nothing.
+- Ids are not unique across days in real feeds. The same id with the same content (customer,
+  channel, text) is a re-delivery: found done, counted, never acted on twice. The same id with
+  other content is another message: it is not acted on (its id is taken, and acting would touch
+  the first message's case); it goes to review as `id_conflict`, visibly.
 - Conflict-safe: the case versions are read once, before acting (`open_case_refs`). An
   update names the version read; if a person changed the case since, nothing of the
   pipeline's is written to the case: the conflict is recorded and the message goes to review.
@@ -25,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from ai_assets.core.routing_policy import RoutingPolicy
 from ai_assets.core.triage import Decision, email_key, event_key, topic
+from ai_assets.delivery.transports import DEFAULT_RECIPIENT_DOMAIN, customer_address
 from ai_assets.ops_db.audit import AuditContext, AuditEvent, add_entry
 from ai_assets.ops_db.cases import PIPELINE_ACTOR_PREFIX, CaseKey, CaseRef, open_case_refs
 from ai_assets.ops_db.engine import Sessions
@@ -36,6 +41,9 @@ if TYPE_CHECKING:
     from ai_assets.ops_db import OpsDb
 
 ALREADY_DONE = "already_done"  # not an outcome stored: the count of messages found done
+REDELIVERED = "redelivered"  # of those, found done from another partition: the same message sent again
+ID_CONFLICT = "id_conflict"  # an id already used by a message with other content: sent to review
+ID_REUSED_REASON = "message_id_reused"
 
 
 def _who_else_changed(s: Session, case_id: int, after_version: int, current_version: int) -> str | None:
@@ -65,6 +73,7 @@ class MessageDecision:
     policy_version: str
     idempotency_key: str
     text: str  # PII-masked, as validated
+    content_hash: str = ""  # '' only for callers that never see reused ids (benchmarks, tests)
     model_version: str | None = None
     model_call: Mapping[str, Any] = field(default_factory=dict)  # tier, tokens, cost, latency, cache hit
 
@@ -77,7 +86,8 @@ class MessageDecision:
             confidence=float(row["confidence"]), decision=row["decision"], action=row["action"],
             reason=row["reason"] if isinstance(row["reason"], str) else None, queue=row["queue"],
             priority=row["priority"], policy_version=row["policy_version"],
-            idempotency_key=row["idempotency_key"], text=row["text"], model_version=row["answered_by"],
+            idempotency_key=row["idempotency_key"], text=row["text"], content_hash=row["content_hash"],
+            model_version=row["answered_by"],
             model_call={"tier": row["tier"], "input_tokens": int(row["input_tokens"]),
                         "output_tokens": int(row["output_tokens"]), "cost_usd": float(row["cost_usd"]),
                         "latency_ms": float(row["latency_ms"]), "cache_hit": bool(row["cache_hit"])})
@@ -86,7 +96,7 @@ class MessageDecision:
 @dataclass(frozen=True)
 class ActionResult:
     message_id: str
-    outcome: str  # what this call did: acted | review | conflict | already_done
+    outcome: str  # what this call did: acted | review | conflict | id_conflict | already_done | redelivered
     case_id: int | None = None
     recorded: str | None = None  # the ledger's outcome for the message (the same on every re-run)
 
@@ -100,7 +110,7 @@ class ActionLedger:
     contact lookup (customer id -> address)."""
 
     def __init__(self, sessions: Sessions, policy: RoutingPolicy, audit: AuditContext, *,
-                 recipient_domain: str = "customers.bank.example"):
+                 recipient_domain: str = DEFAULT_RECIPIENT_DOMAIN):
         self._sessions = sessions
         self._policy = policy
         self._audit = audit
@@ -147,23 +157,48 @@ class ActionLedger:
                 return self._act(s, d, seen)
 
     def _done(self, s: Session, d: MessageDecision) -> ActionResult | None:
-        """The ledger's record when the message was already acted on under this policy version."""
-        done = s.execute(select(Action.outcome, Action.case_id).where(
+        """The ledger's record when the message was already dealt with under this policy version
+        (acted, sent to review, or refused as an id conflict), else None."""
+        same_content = Action.content_hash.in_((d.content_hash, ""))
+        done = s.execute(select(Action.outcome, Action.case_id, Action.partition).where(
             (Action.idempotency_key == d.idempotency_key)
-            | ((Action.message_id == d.message_id) & (Action.policy_version == d.policy_version)))).first()
+            | ((Action.message_id == d.message_id) & (Action.policy_version == d.policy_version) & same_content)
+        )).first()
         if done is not None:
-            return ActionResult(d.message_id, ALREADY_DONE, done.case_id, recorded=done.outcome)
-        earlier = s.scalar(select(Action.policy_version).where(Action.message_id == d.message_id)
-                           .order_by(Action.id.desc()).limit(1))
-        if earlier is not None:
-            add_entry(s, self._audit, AuditEvent.POLICY_CHANGE, message_id=d.message_id,
-                      policy_version=d.policy_version, previous_policy_version=earlier,
-                      note="acting again under a new policy version; earlier actions are kept")
+            again = done.partition is not None and done.partition != self._audit.partition
+            return ActionResult(d.message_id, REDELIVERED if again else ALREADY_DONE, done.case_id,
+                                recorded=done.outcome)
+        if s.scalar(select(exists().where(ReviewItem.idempotency_key == d.idempotency_key,
+                                          ReviewItem.reason.startswith(ID_REUSED_REASON)))):
+            return ActionResult(d.message_id, ALREADY_DONE, None, recorded=ID_CONFLICT)
+        earlier = s.execute(select(Action.policy_version, Action.content_hash, Action.partition)
+                            .where(Action.message_id == d.message_id).order_by(Action.id.desc()).limit(1)).first()
+        if earlier is None:
+            return None
+        if earlier.content_hash not in (d.content_hash, ""):
+            return self._id_conflict(s, d, earlier.partition)
+        add_entry(s, self._audit, AuditEvent.POLICY_CHANGE, message_id=d.message_id,
+                  policy_version=d.policy_version, previous_policy_version=earlier.policy_version,
+                  note="acting again under a new policy version; earlier actions are kept")
         return None
+
+    def _id_conflict(self, s: Session, d: MessageDecision, first_partition: str | None) -> ActionResult:
+        """Another message already holds this id: nothing is acted on; a person sees both."""
+        why = f"{ID_REUSED_REASON}: id first used in partition {first_partition} by a message with other content"
+        self._audit_decision(s, d)
+        add_entry(s, self._audit, AuditEvent.CONFLICT, message_id=d.message_id, policy_version=d.policy_version,
+                  detail=why, content_hash=d.content_hash)
+        s.add(ReviewItem(idempotency_key=d.idempotency_key, message_id=d.message_id, customer_id=d.customer_id,
+                         reason=why[:200], intent=d.intent, confidence=d.confidence, queue=d.queue,
+                         priority=d.priority, text=d.text, case_id=None))
+        add_entry(s, self._audit, AuditEvent.REVIEW, message_id=d.message_id, policy_version=d.policy_version,
+                  reason=why, action_id=None, case_id=None)
+        return ActionResult(d.message_id, ID_CONFLICT, None, recorded=ID_CONFLICT)
 
     def _ledger(self, s: Session, d: MessageDecision, outcome: ActionOutcome, case_id: int | None) -> Action:
         self._audit_decision(s, d)
-        action = Action(idempotency_key=d.idempotency_key, message_id=d.message_id, action=d.action,
+        action = Action(idempotency_key=d.idempotency_key, message_id=d.message_id, content_hash=d.content_hash,
+                        action=d.action,
                         decision=d.decision, outcome=outcome.value, policy_version=d.policy_version,
                         case_id=case_id, run_id=self._audit.run_id, partition=self._audit.partition)
         s.add(action)
@@ -195,6 +230,10 @@ class ActionLedger:
         return self._review(s, d, ActionOutcome.CONFLICT, f"case_conflict: {why}", case_id, conflict=why)
 
     def _act(self, s: Session, d: MessageDecision, seen: dict[CaseKey, CaseRef]) -> ActionResult:
+        try:  # validation refuses such ids; a decision from elsewhere must not reach the outbox either
+            address = customer_address(d.customer_id, self._recipient_domain)
+        except ValueError:
+            return self._review(s, d, ActionOutcome.REVIEW, "undeliverable_customer_id", case_id=None)
         key = (d.customer_id, d.queue)
         read = seen.get(key)
         # FOR UPDATE (PostgreSQL; SQLite's write transactions are already serial): a concurrent
@@ -234,14 +273,15 @@ class ActionLedger:
         s.add(CaseHistory(case_id=case_id, version=version, actor=self._audit.actor, change=change,
                           message_id=d.message_id, at=now))
         action = self._ledger(s, d, ActionOutcome.ACTED, case_id)
-        self._outbox(s, d, action, case_id, event)
+        self._outbox(s, d, action, case_id, event, address)
         add_entry(s, self._audit, AuditEvent.ACTION, message_id=d.message_id, policy_version=d.policy_version,
                   model_version=d.model_version, action=d.action, decision=d.decision, case_id=case_id,
                   case_version=version, webhook_event=event)
         seen[key] = CaseRef(case_id, version)
         return ActionResult(d.message_id, ActionOutcome.ACTED.value, case_id)
 
-    def _outbox(self, s: Session, d: MessageDecision, action: Action, case_id: int, event: str) -> None:
+    def _outbox(self, s: Session, d: MessageDecision, action: Action, case_id: int, event: str,
+                address: str) -> None:
         template = (self._policy.acknowledgement if d.decision == Decision.ACT_AND_NOTIFY
                     else self._policy.templates[d.action])
         subject, body = template.render(case_id=case_id, topic=topic(d.intent), queue=d.queue, priority=d.priority)
@@ -250,7 +290,7 @@ class ActionLedger:
         if not s.scalar(select(exists().where(OutboxMessage.idempotency_key == mail_key))):
             s.add(OutboxMessage(idempotency_key=mail_key, action_id=action.id, message_id=d.message_id,
                                 partition=self._audit.partition, kind=OutboxKind.EMAIL.value,
-                                destination=f"{d.customer_id}@{self._recipient_domain}", subject=subject,
+                                destination=address, subject=subject,
                                 payload={"body": body}))
         s.add(OutboxMessage(
             idempotency_key=event_key(d.idempotency_key), action_id=action.id, message_id=d.message_id,
@@ -262,7 +302,7 @@ class ActionLedger:
 
 def outcome_counts(results: Iterable[ActionResult]) -> dict[str, int]:
     counts = Counter(r.outcome for r in results)
-    return {k: counts.get(k, 0) for k in (*(o.value for o in ActionOutcome), ALREADY_DONE)}
+    return {k: counts.get(k, 0) for k in (*(o.value for o in ActionOutcome), ID_CONFLICT, ALREADY_DONE, REDELIVERED)}
 
 
 @dataclass(frozen=True)
@@ -275,8 +315,12 @@ class Tally:
         return Tally(self.lost + other.lost, self.duplicated + other.duplicated, self.half_done + other.half_done)
 
 
-def action_tally(db: OpsDb | Sessions, message_ids: list[str], policy_version: str) -> Tally:
-    """Counted in the database for these messages. Lost: no ledger row under the policy version.
+def action_tally(db: OpsDb | Sessions, message_ids: list[str], policy_version: str, *,
+                 contents: Mapping[str, tuple[str, str]] | None = None) -> Tally:
+    """Counted in the database for these messages. Lost: no ledger row under the policy version
+    (with `contents`, message id -> (content hash, idempotency key): no ledger row for that
+    content, and no review item for its key as an id conflict — a message whose id another
+    message holds is lost unless a person was given it).
     Duplicated: more than one ledger row, customer e-mail or review item per message, or more
     case changes than acted rows. Half-done: an acted row without its case change, e-mail,
     event or audit row; a review/conflict row without its review item; a case change or
@@ -284,6 +328,7 @@ def action_tally(db: OpsDb | Sessions, message_ids: list[str], policy_version: s
     sessions = db if isinstance(db, Sessions) else db.sessions
     ledger, acted, history, emails, events, audited, reviews, outboxed = [], Counter(), Counter(), Counter(), \
         set(), set(), Counter(), set()
+    id_conflicts: set[str] = set()
     ids = sorted(set(message_ids))
     with sessions.read() as s:
         for start in range(0, len(ids), 500):  # bounded IN lists
@@ -292,7 +337,8 @@ def action_tally(db: OpsDb | Sessions, message_ids: list[str], policy_version: s
             def per_message(column, *where):
                 return Counter(dict(s.execute(select(column, func.count()).where(*where).group_by(column)).all()))
 
-            ledger += s.execute(select(Action.message_id, Action.outcome, Action.idempotency_key).where(
+            ledger += s.execute(select(Action.message_id, Action.outcome, Action.idempotency_key,
+                                       Action.content_hash).where(
                 Action.message_id.in_(chunk), Action.policy_version == policy_version)).all()
             acted += per_message(Action.message_id, Action.message_id.in_(chunk),
                                  Action.outcome == ActionOutcome.ACTED.value)
@@ -308,13 +354,19 @@ def action_tally(db: OpsDb | Sessions, message_ids: list[str], policy_version: s
                 AuditEntry.policy_version == policy_version)))
             reviews += per_message(ReviewItem.idempotency_key, ReviewItem.message_id.in_(chunk))
             outboxed |= set(s.scalars(select(OutboxMessage.message_id).where(OutboxMessage.message_id.in_(chunk))))
-    per_ledger = Counter(m for m, _, _ in ledger)
+            id_conflicts |= set(s.scalars(select(ReviewItem.idempotency_key).where(
+                ReviewItem.message_id.in_(chunk), ReviewItem.reason.startswith(ID_REUSED_REASON))))
+    per_ledger = Counter(m for m, _, _, _ in ledger)
     lost = len(set(ids) - set(per_ledger))
+    if contents is not None:
+        held_by_other = {m for m, _, _, content in ledger
+                         if m in contents and content not in (contents[m][0], "")}
+        lost += sum(1 for m in held_by_other if contents[m][1] not in id_conflicts)
     duplicated = (sum(n - 1 for n in per_ledger.values() if n > 1) + sum(n - 1 for n in emails.values() if n > 1)
                   + sum(n - 1 for n in reviews.values() if n > 1)
                   + sum(max(0, n - acted.get(m, 0)) for m, n in history.items()))
     half_done = 0
-    for message_id, outcome, key in ledger:
+    for message_id, outcome, key, _ in ledger:
         if outcome == ActionOutcome.ACTED.value:
             half_done += (message_id not in history) + (message_id not in emails) + (key not in events) \
                 + (message_id not in audited)

@@ -236,13 +236,16 @@ class CaseHistory(Base):
 
 class Action(Base):
     """The ledger of acted-on messages. `idempotency_key` = hash(message id, action, policy
-    version): a re-run, a backfill or a retried step finds its key and does nothing twice."""
+    version, content hash): a re-run, a backfill or a retried step finds its key and does
+    nothing twice. `content_hash` (customer, channel, text) tells a re-delivery of a message
+    from another message that reuses its id ('' on rows written before it was recorded)."""
 
     __tablename__ = "actions"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     message_id: Mapped[str] = mapped_column(String(64), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")
     action: Mapped[str] = mapped_column(String(32))
     decision: Mapped[str] = mapped_column(String(32))
     outcome: Mapped[str] = mapped_column(String(16))

@@ -3,7 +3,8 @@
 Everything comes from the environment: `AI_ASSETS_DATA_DIR` (default `./var`) holds the
 landing zone, the asset storage, the model artifacts and the SQLite operations database;
 `AI_ASSETS_LANDING_DIR`, `AI_ASSETS_STORAGE_DIR`, `AI_ASSETS_MODELS_DIR` and
-`AI_ASSETS_OPS_DB_URL` (PostgreSQL in production) override each part. The LLM tiers are on
+`AI_ASSETS_OPS_DB_URL` (PostgreSQL in production) override each part;
+`AI_ASSETS_MAX_FILE_BYTES` bounds one landing file (default 64 MiB; larger files are refused). The LLM tiers are on
 only when `ANTHROPIC_API_KEY` is set; the key and `ANTHROPIC_BASE_URL` (a gateway; unset: the
 SDK's default) are read through `EnvVar`, so they are never part of the stored run
 configuration.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from dagster import EnvVar
 
+from ai_assets.core.landing_files import DEFAULT_MAX_FILE_BYTES
 from ai_assets.ops_db import default_url
 from ai_assets.resources.actions import ActionSettings
 from ai_assets.resources.ingestion_policy import IngestionPolicy
@@ -89,7 +91,8 @@ def action_settings_from_env(in_dagster: bool = True) -> ActionSettings:
 
 def build_resources() -> dict[str, object]:
     return {
-        "landing_zone": LandingZone(root=str(landing_dir())),
+        "landing_zone": LandingZone(root=str(landing_dir()), max_file_bytes=int(
+            os.environ.get("AI_ASSETS_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES))),
         "io_manager": ParquetIOManager(base_dir=str(storage_dir())),
         "ingestion_policy": ingestion_policy_from_env(),
         # A PostgreSQL URL may carry a password: through EnvVar it never shows in the UI.

@@ -7,8 +7,8 @@ from pathlib import Path
 from dagster import ConfigurableResource
 
 from ai_assets.core.routing_policy import RoutingPolicy, load_policy
-from ai_assets.delivery import (DeliveryReport, FileEventSink, FileMailSink, OutboxStore, SmtpMailer,
-                                Transport, WebhookPoster, deliver_until_settled)
+from ai_assets.delivery import (DEFAULT_RECIPIENT_DOMAIN, DeliveryReport, FileEventSink, FileMailSink, OutboxStore,
+                                SmtpMailer, Transport, WebhookPoster, deliver_until_settled)
 from ai_assets.ops_db import AuditContext, OpsDb
 
 
@@ -17,7 +17,8 @@ class ActionSettings(ConfigurableResource):
     under `outbox_dir` — the same outbox, retries and idempotency, no server needed."""
 
     routing_policy_path: str | None = None  # None: the shipped ai_assets/policy/routing.yaml
-    recipient_domain: str = "customers.bank.example"  # stands in for the CRM's contact lookup
+    # Stands in for the CRM's contact lookup; the mail transports refuse any other domain.
+    recipient_domain: str = DEFAULT_RECIPIENT_DOMAIN  # "customers.bank.example"
     outbox_dir: str
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -50,9 +51,13 @@ class ActionSettings(ConfigurableResource):
 
     def transports(self) -> dict[str, Transport]:
         root = Path(self.outbox_dir)
+        # The mail transports get the same domain the outbox rows are addressed in: they refuse
+        # any row that is not exactly one address there (defence in depth behind customer_address).
         mail: Transport = (SmtpMailer(self.smtp_host, self.smtp_port, username=self.smtp_username,
-                                      password=self.smtp_password, starttls=self.smtp_starttls, sender=self.sender)
-                           if self.smtp_host else FileMailSink(root / "mail", sender=self.sender))
+                                      password=self.smtp_password, starttls=self.smtp_starttls, sender=self.sender,
+                                      recipient_domain=self.recipient_domain)
+                           if self.smtp_host else FileMailSink(root / "mail", sender=self.sender,
+                                                               recipient_domain=self.recipient_domain))
         events: Transport = (WebhookPoster(self.webhook_url, secret=self.webhook_secret) if self.webhook_url
                              else FileEventSink(root / "events"))
         return {"email": mail, "webhook": events}

@@ -6,36 +6,47 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-MESSAGES_DIR = "messages"
+from ai_assets.core.landing_files import (DEFAULT_MAX_FILE_BYTES, MESSAGES_DIR, DayScan, LandingFileRefused,
+                                          list_days, read_landing_file, scan_day)
+
+__all__ = ["LandingZone", "MESSAGES_DIR"]
 
 
 class LandingZone(ConfigurableResource):
-    """Files under `{root}/messages/YYYY-MM-DD/*.jsonl`; names starting with '.' are in flight."""
+    """Files under `{root}/messages/YYYY-MM-DD/*.jsonl`; names starting with '.' are in flight.
+    Only regular files inside the day folder are read, each up to `max_file_bytes`; symlinks,
+    FIFOs, hard links and over-large files are refused (see `core/landing_files.py`)."""
 
     root: str
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
     def day_dir(self, day: str) -> Path:
         return Path(self.root) / MESSAGES_DIR / day
 
+    def scan(self, day: str) -> DayScan:
+        return scan_day(Path(self.root), day, self.max_file_bytes)
+
     def files(self, day: str) -> list[Path]:
-        folder = self.day_dir(day)
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.glob("*.jsonl") if not p.name.startswith(".") and p.is_file())
+        return self.scan(day).files
+
+    def read(self, path: Path) -> bytes:
+        """Raises `LandingFileRefused` for a file that changed into something not to read."""
+        return read_landing_file(path, self.max_file_bytes)
 
     def days(self) -> list[str]:
-        base = Path(self.root) / MESSAGES_DIR
-        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        return list_days(Path(self.root))
 
     def day_fingerprint(self, day: str) -> str:
-        """Changes whenever a file of that day is added, replaced or grows."""
-        parts = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in self.files(day)]
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+        """Changes whenever a file of that day is added, replaced, grows or is refused."""
+        return hashlib.sha256("\n".join(self.scan(day).fingerprint_parts()).encode()).hexdigest()[:16]
 
     def count_lines(self, day: str) -> int:
         """Rows a day holds, read without parsing: the volume baseline for later days."""
         total = 0
         for path in self.files(day):
-            data = path.read_bytes()
+            try:
+                data = self.read(path)
+            except LandingFileRefused:  # refused since the scan: counted as no rows, as raw_messages does
+                continue
             total += data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
         return total

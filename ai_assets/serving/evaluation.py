@@ -31,7 +31,11 @@ def load_labelled(path: Path) -> list[tuple[str, str]]:
 
 def evaluate_file(path: Path, live: LiveServing, *, max_text_chars: int) -> dict:
     """`max_text_chars`: the ingestion policy's, so a row is servable exactly when live traffic's is."""
-    rows = load_labelled(path)
+    return evaluate_rows(load_labelled(path), live, max_text_chars=max_text_chars)
+
+
+def evaluate_rows(rows: list[tuple[str, str]], live: LiveServing, *, max_text_chars: int) -> dict:
+    """(text, category) rows through live serving, as `evaluate_file` reads them from a file."""
     texts, labels, rejected = [], [], Counter()
     for text, label in rows:
         normalised = normalise_text(text)

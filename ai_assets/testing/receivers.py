@@ -61,6 +61,7 @@ class _SmtpHandler:
         self._receiver = receiver
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        self._receiver._record_rcpt(address)
         refusal = self._receiver._recipient_refusal(address)
         if refusal is not None:
             return refusal
@@ -82,6 +83,7 @@ class SmtpReceiver:
         self._messages: list[ReceivedMail] = []
         self._rejections: collections.deque[str] = collections.deque()
         self._refused_recipients: dict[str, str] = {}
+        self._rcpts: list[str] = []
         self._refused = 0
         self._controller: _SocketController | None = None
 
@@ -147,6 +149,17 @@ class SmtpReceiver:
         with self._lock:
             self._refused_recipients[address.lower()] = reply
 
+    def _record_rcpt(self, address: str) -> None:
+        with self._lock:
+            self._rcpts.append(address)
+
+    @property
+    def rcpts(self) -> list[str]:
+        """Every RCPT TO address a client named, accepted or not, in order: what an attacker
+        would need to reach, whether or not the message then went through."""
+        with self._lock:
+            return list(self._rcpts)
+
     def _recipient_refusal(self, address: str) -> str | None:
         with self._lock:
             return self._refused_recipients.get(address.lower())
@@ -188,6 +201,7 @@ class SmtpReceiver:
     def clear(self) -> None:
         with self._lock:
             self._messages.clear()
+            self._rcpts.clear()
 
 
 @dataclass(frozen=True)

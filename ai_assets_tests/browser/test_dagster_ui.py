@@ -28,7 +28,7 @@ RUNS_TIMEOUT_S = 360
 UI_TIMEOUT_MS = 30_000
 FAULTS = "unparseable=0.02,duplicate_id=0.02"  # some quarantine, far below the 20% ceiling
 PARTITION_CHECKS = {
-    "raw_messages": ["schema_matches_contract", "volume_within_trailing_band"],
+    "raw_messages": ["schema_matches_contract", "landing_files_all_read", "volume_within_trailing_band"],
     "validated_messages": ["counts_balance", "quarantine_share_within_ceiling"],
     "quarantined_messages": ["quarantine_rows_explained"],
     "enriched_messages": ["every_message_enriched_once"],

@@ -5,7 +5,7 @@ import pytest
 
 from ai_assets.core.routing_policy import load_policy
 from ai_assets.core.schemas import ENRICHED_COLUMNS, TRIAGE_COLUMNS
-from ai_assets.core.triage import Decision, email_key, event_key, idempotency_key, topic, triage, triage_frame
+from ai_assets.core.triage import Decision, content_hash, email_key, event_key, idempotency_key, topic, triage, triage_frame
 
 POLICY = load_policy()
 
@@ -36,12 +36,15 @@ def test_every_never_automated_intent_is_never_acted_on_alone():
 
 
 def test_keys_are_stable_and_separate_what_they_should():
-    key = idempotency_key("m-1", "auto_reply", "v1")
-    assert key == idempotency_key("m-1", "auto_reply", "v1") and len(key) == 64
-    assert len({key, idempotency_key("m-1", "auto_reply", "v2"), idempotency_key("m-1", "open_case", "v1"),
-                idempotency_key("m-2", "auto_reply", "v1")}) == 4
+    content = content_hash("c-1", "app", "where is my card")
+    key = idempotency_key("m-1", "auto_reply", "v1", content)
+    assert key == idempotency_key("m-1", "auto_reply", "v1", content) and len(key) == 64
+    assert len({key, idempotency_key("m-1", "auto_reply", "v2", content),
+                idempotency_key("m-1", "open_case", "v1", content), idempotency_key("m-2", "auto_reply", "v1", content),
+                idempotency_key("m-1", "auto_reply", "v1", content_hash("c-2", "app", "where is my card"))}) == 5
     # No ambiguity from separators inside the parts.
-    assert idempotency_key("a|b", "c", "d") != idempotency_key("a", "b|c", "d")
+    assert idempotency_key("a|b", "c", "d", content) != idempotency_key("a", "b|c", "d", content)
+    assert content_hash("c-1", "app", "x") != content_hash("c-1", "chat", "x") != content_hash("c-1", "app", "y")
     assert email_key("m-1") != event_key(key) and email_key("m-1") == email_key("m-1")
     assert topic("reverted_card_payment?") == "reverted card payment"
 

@@ -20,7 +20,7 @@ from ai_assets_tests.fault_expectations import QUARANTINE_REASON
 
 MONDAY = date(2025, 3, 3)
 ASSETS = ("raw_messages", "validated_messages", "quarantined_messages")
-PARTITION_CHECKS = {"every_message_enriched_once", "schema_matches_contract", "volume_within_trailing_band",
+PARTITION_CHECKS = {"every_message_enriched_once", "schema_matches_contract", "landing_files_all_read", "volume_within_trailing_band",
                     "quarantine_share_within_ceiling", "counts_balance", "quarantine_rows_explained",
                     "every_message_triaged_once", "every_decision_acted_once", "no_dead_letters"}
 

@@ -106,6 +106,57 @@ def test_days_outside_the_partitions_range_are_ignored(workspace, instance):
     assert set(json.loads(result.cursor)) == {MONDAY.isoformat()}
 
 
+def landing_file(workspace, folder: str) -> None:
+    path = workspace.landing / "messages" / folder
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "app.jsonl").write_text('{"message_id":"m1","customer_id":"c1","channel":"app",'
+                                    '"received_at":"2025-03-03T09:00:00Z","text":"card not arrived"}\n')
+
+
+def test_folders_that_can_never_be_a_partition_are_logged_and_counted(workspace, instance, capsys):
+    today = datetime.now(timezone.utc).date()
+    never = ["2026-02-30", "9999-12-31", "not-a-date"]  # sorted, as the sensor lists them
+    for folder in [*never, today.isoformat(), MONDAY.isoformat()]:
+        landing_file(workspace, folder)
+    capsys.readouterr()
+
+    result = tick(workspace, instance)
+    assert [r.partition_key for r in result.run_requests] == [MONDAY.isoformat()]
+    assert set(json.loads(result.cursor)) == {MONDAY.isoformat()}
+    (warning,) = [line for line in capsys.readouterr().err.splitlines() if "landing folder(s) ignored" in line]
+    # Exactly these names: today's folder is not among them.
+    assert "WARNING" in warning and "3 landing folder(s) ignored" in warning and warning.endswith(f": {never}")
+
+    # Nothing new for the partitions: the skip reason still says what is being ignored.
+    again = tick(workspace, instance, result.cursor)
+    assert again.run_requests == [] and again.skip_message.startswith("no new or changed landing files; 3 ")
+    assert "9999-12-31" in again.skip_message and "2026-02-30" in again.skip_message
+
+
+def test_todays_folder_waits_quietly_for_its_day_to_close(workspace, instance, capsys):
+    today = datetime.now(timezone.utc).date()
+    for day in (today, today + timedelta(days=1)):
+        landing_file(workspace, day.isoformat())
+    capsys.readouterr()
+    result = tick(workspace, instance)
+    assert result.run_requests == [] and result.skip_message == "no new or changed landing files"
+    assert "ignored" not in capsys.readouterr().err
+
+    # The day after tomorrow is not a day that is still open: upstream has the date wrong.
+    landing_file(workspace, (today + timedelta(days=2)).isoformat())
+    result = tick(workspace, instance)
+    assert result.run_requests == [] and "1 landing folder(s) ignored" in result.skip_message
+    assert str([(today + timedelta(days=2)).isoformat()]) in result.skip_message
+
+
+def test_folder_names_must_be_the_iso_spelling_of_a_day(workspace, instance):
+    # date.fromisoformat would read both as 2025-03-03; the upstream system never writes them.
+    for folder in ("20250303", "2025-W10-1"):
+        landing_file(workspace, folder)
+    result = tick(workspace, instance)
+    assert result.run_requests == [] and "2 landing folder(s) ignored" in result.skip_message
+
+
 def test_sensor_and_schedule_start_running():
     assert landing_zone_sensor.default_status == DefaultSensorStatus.RUNNING
     assert landing_zone_sensor.job_name == "ingestion_job"

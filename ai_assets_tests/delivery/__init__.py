@@ -23,6 +23,12 @@ def email_spec(n: int, **changes: Any) -> dict[str, Any]:
             "subject": f"Your case #{n}", "payload": {"body": f"Hello {n},\nwe opened a case for you."}, **changes}
 
 
+def customer_email_spec(n: int, **changes: Any) -> dict[str, Any]:
+    """An e-mail row as ops_db writes it, to a customer address in the default recipient domain:
+    the only rows the mail transports (built with their default domain) will send."""
+    return email_spec(n, **{"destination": f"c-{n:06d}@customers.bank.example", **changes})
+
+
 def webhook_spec(n: int, **changes: Any) -> dict[str, Any]:
     return {"idempotency_key": key_for(f"webhook-{n}"), "kind": "webhook", "destination": "case.opened",
             "subject": None, "payload": {"case_id": n, "queue": "cards", "priority": "P2"}, **changes}

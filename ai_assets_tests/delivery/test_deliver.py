@@ -18,7 +18,7 @@ from ai_assets.ops_db import AuditContext, OpsDb
 from ai_assets.ops_db.outbox import OutboxRow, OutboxStore
 from ai_assets.ops_db.types import utcnow
 from ai_assets.testing import SmtpReceiver, WebhookReceiver
-from ai_assets_tests.delivery import T0, FakeClock, add_rows, email_spec, key_for, webhook_spec
+from ai_assets_tests.delivery import T0, FakeClock, add_rows, customer_email_spec, key_for, webhook_spec
 
 SMTP_PASSWORD = "smtp-pa55-Zq8wKx"
 WEBHOOK_SECRET = "whsec-Hk29Lmq7Pz"
@@ -41,14 +41,14 @@ def message_id(key: str) -> str:
 
 def test_email_is_delivered_through_smtp_with_its_stable_message_id(ops: OpsDb, store: OutboxStore,
                                                                     smtp: SmtpReceiver):
-    ids = add_rows(ops.sessions, *(email_spec(n) for n in range(3)), at=utcnow() - timedelta(seconds=1))
+    ids = add_rows(ops.sessions, *(customer_email_spec(n) for n in range(3)), at=utcnow() - timedelta(seconds=1))
     events: list[tuple[str, str, dict]] = []
     report = deliver_due(store, {"email": SmtpMailer("127.0.0.1", smtp.port)},
                          on_event=lambda kind, row, detail: events.append((kind, row.idempotency_key, detail)))
     assert balanced(report) == DeliveryReport(attempted=3, delivered=3)
     keys = [key_for(f"email-{n}") for n in range(3)]
     assert smtp.message_ids() == [message_id(k) for k in keys]
-    assert [m.to for m in smtp.messages] == [(f"customer{n}@example.org",) for n in range(3)]
+    assert [m.to for m in smtp.messages] == [(f"c-{n:06d}@customers.bank.example",) for n in range(3)]
     for row_id in ids:
         row = store.get(row_id)
         assert (row.status, row.attempts, row.lease_until, row.last_error) == ("delivered", 1, None, None)
@@ -61,7 +61,7 @@ def test_email_is_delivered_through_smtp_with_its_stable_message_id(ops: OpsDb, 
 
 
 def test_smtp_down_then_back_delivers_each_message_exactly_once(ops: OpsDb, store: OutboxStore, smtp: SmtpReceiver):
-    ids = add_rows(ops.sessions, email_spec(1), email_spec(2))
+    ids = add_rows(ops.sessions, customer_email_spec(1), customer_email_spec(2))
     transports = {"email": SmtpMailer("127.0.0.1", smtp.port, timeout_s=5)}
     clock = FakeClock()
     smtp.stop()
@@ -184,7 +184,7 @@ class _MeetFirst:
 
 def test_concurrent_deliverers_deliver_each_row_exactly_once(ops: OpsDb, store: OutboxStore, smtp: SmtpReceiver,
                                                              hooks: WebhookReceiver):
-    specs = [spec for n in range(20) for spec in (webhook_spec(n), email_spec(n))]
+    specs = [spec for n in range(20) for spec in (webhook_spec(n), customer_email_spec(n))]
     ids = add_rows(ops.sessions, *specs)
     gate = _MeetFirst(2)
     transports = {"email": gate.wrap(SmtpMailer("127.0.0.1", smtp.port)),
@@ -253,7 +253,7 @@ def _fail_delivery_audit_rows(ops: OpsDb) -> None:
 
 def test_an_attempt_and_its_audit_row_are_recorded_together_or_not_at_all(ops: OpsDb, store: OutboxStore,
                                                                          smtp: SmtpReceiver):
-    (row_id,) = add_rows(ops.sessions, email_spec(1), partition="2026-11-20")
+    (row_id,) = add_rows(ops.sessions, customer_email_spec(1), partition="2026-11-20")
     mailer = {"email": SmtpMailer("127.0.0.1", smtp.port)}
     audit = AuditContext("deliverer", "run-1")
     _fail_delivery_audit_rows(ops)
@@ -278,7 +278,7 @@ def test_an_attempt_and_its_audit_row_are_recorded_together_or_not_at_all(ops: O
 def test_secrets_never_reach_the_database_events_or_logs(ops: OpsDb, store: OutboxStore, hooks: WebhookReceiver,
                                                         caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.DEBUG)
-    mail_id, hook_id = add_rows(ops.sessions, email_spec(1), webhook_spec(1))
+    mail_id, hook_id = add_rows(ops.sessions, customer_email_spec(1), webhook_spec(1))
     details: list[dict] = []
     with SmtpReceiver(credentials={"outbox": SMTP_PASSWORD}) as smtp:
         # Receivers that quote the secret back in their refusal.
@@ -325,7 +325,7 @@ def test_deliver_until_settled_leaves_rows_due_after_the_deadline(ops: OpsDb, st
 
 
 def test_rows_without_a_transport_are_left_pending(ops: OpsDb, store: OutboxStore, tmp_path: Path):
-    mail_id, hook_id = add_rows(ops.sessions, email_spec(1), webhook_spec(1))
+    mail_id, hook_id = add_rows(ops.sessions, customer_email_spec(1), webhook_spec(1))
     clock = FakeClock()
     report = deliver_until_settled(store, {"email": FileMailSink(tmp_path / "mail")}, deadline_s=60, clock=clock,
                                    sleep=clock.sleep)
@@ -354,7 +354,7 @@ def test_an_unexpected_transport_error_is_recorded_and_the_pass_goes_on(ops: Ops
 
 
 def test_file_sinks_deliver_the_demo_outbox(ops: OpsDb, store: OutboxStore, tmp_path: Path):
-    add_rows(ops.sessions, email_spec(1), webhook_spec(1), email_spec(2))
+    add_rows(ops.sessions, customer_email_spec(1), webhook_spec(1), customer_email_spec(2))
     transports = {"email": FileMailSink(tmp_path / "mail"), "webhook": FileEventSink(tmp_path / "events")}
     report = deliver_until_settled(store, transports, deadline_s=5, clock=FakeClock())
     assert balanced(report) == DeliveryReport(attempted=3, delivered=3)

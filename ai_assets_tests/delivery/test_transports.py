@@ -29,7 +29,7 @@ def make_row(kind: str = "email", n: int = 1, **changes) -> OutboxRow:
                 partition="2031-01-01", kind=kind, status="pending", attempts=0, next_attempt_at=T0,
                 lease_until=None, last_error=None, created_at=T0, delivered_at=None)
     if kind == "email":
-        base.update(destination=f"customer{n}@example.org", subject=f"Your case #{n}",
+        base.update(destination=f"c-{n:06d}@customers.bank.example", subject=f"Your case #{n}",
                     payload={"body": f"Hello {n},\nwe opened a case for you."})
     else:
         base.update(destination="case.opened", subject=None, payload={"case_id": n, "queue": "cards", "note": "é"})
@@ -48,7 +48,7 @@ def test_smtp_sends_the_row_with_its_stable_message_id(smtp: SmtpReceiver):
     first, second = smtp.messages
     assert first.message_id == f"<{row.idempotency_key}@ai-assets>"
     assert first.headers["X-Idempotency-Key"] == row.idempotency_key
-    assert (first.to, first.subject, first.body) == (("customer1@example.org",), "Your case #1",
+    assert (first.to, first.subject, first.body) == (("c-000001@customers.bank.example",), "Your case #1",
                                                       "Hello 1,\nwe opened a case for you.\n")
     assert (first.mail_from, first.headers["From"]) == ("support@bank.example", "support@bank.example")
     assert (second.mail_from, second.headers["From"]) == ("cards@bank.example", "cards@bank.example")
@@ -109,18 +109,19 @@ def test_smtp_authentication(tmp_path: Path):
 
 @pytest.mark.parametrize("reply, retryable", [("450 4.2.1 mailbox busy", True), ("550 5.1.1 no such mailbox", False)])
 def test_smtp_refused_recipients_are_classified_by_code(smtp: SmtpReceiver, reply: str, retryable: bool):
-    smtp.refuse_recipient("customer1@example.org", reply=reply)
+    smtp.refuse_recipient("c-000001@customers.bank.example", reply=reply)
     with pytest.raises(DeliveryFailed) as failed:
         SmtpMailer("127.0.0.1", smtp.port).send(make_row())
     assert failed.value.retryable is retryable
     assert failed.value.reason == f"smtp recipient refused: {reply}"
     SmtpMailer("127.0.0.1", smtp.port).send(make_row(n=2))
-    assert [m.to for m in smtp.messages] == [("customer2@example.org",)]
+    assert [m.to for m in smtp.messages] == [("c-000002@customers.bank.example",)]
 
 
 def test_a_reply_quoting_the_address_keeps_it_out_of_the_failure_reason(smtp: SmtpReceiver):
     """Failure reasons go to the outbox, the audit log, logs and the UI: no customer address."""
-    smtp.refuse_recipient("customer1@example.org", reply="550 5.1.1 <customer1@example.org>: Recipient rejected")
+    smtp.refuse_recipient("c-000001@customers.bank.example",
+                          reply="550 5.1.1 <c-000001@customers.bank.example>: Recipient rejected")
     with pytest.raises(DeliveryFailed) as failed:
         SmtpMailer("127.0.0.1", smtp.port).send(make_row())
     assert failed.value.reason == "smtp recipient refused: 550 5.1.1 <[address]>: Recipient rejected"
@@ -268,7 +269,8 @@ def test_file_mail_sink_writes_one_eml_per_key_and_overwrites_on_resend(tmp_path
     assert path.read_bytes() == first
     msg = email.message_from_bytes(first, policy=email.policy.default)
     assert msg["Message-ID"] == f"<{row.idempotency_key}@ai-assets>"
-    assert msg["To"] == "customer1@example.org" and msg.get_content() == "Hello 1,\nwe opened a case for you.\n"
+    assert msg["To"] == "c-000001@customers.bank.example"
+    assert msg.get_content() == "Hello 1,\nwe opened a case for you.\n"
 
 
 def test_file_event_sink_writes_one_json_per_key_and_overwrites_on_resend(tmp_path: Path):

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from ai_assets.core.routing_policy import load_policy
-from ai_assets.core.triage import idempotency_key, triage
+from ai_assets.core.triage import content_hash, idempotency_key, triage
 from ai_assets.ops_db import AuditContext, AuditEvent, CaseConflict, pipeline_actor
 from ai_assets.ops_db.actions import ALREADY_DONE, ActionLedger, MessageDecision, Tally, action_tally, outcome_counts
 from ai_assets.ops_db.models import Action, AuditEntry, Case, CaseHistory, OutboxMessage, ReviewItem
@@ -19,17 +19,19 @@ POLICY = load_policy()
 
 
 def decision(message_id: str, intent: str = "card_arrival", *, customer: str = "c-1", automated: bool = True,
-             review_reason: str | None = None, policy=POLICY) -> MessageDecision:
+             review_reason: str | None = None, policy=POLICY, text: str = "my card [CARD] is late") -> MessageDecision:
     t = triage(intent, automated, review_reason, policy)
+    content = content_hash(customer, "app", text)
     return MessageDecision(
         message_id=message_id, customer_id=customer, intent=intent, confidence=0.97, decision=t.decision,
         action=t.action, reason=t.reason, queue=t.queue, priority=t.priority, policy_version=policy.version,
-        idempotency_key=idempotency_key(message_id, t.action, policy.version), text="my card [CARD] is late",
+        idempotency_key=idempotency_key(message_id, t.action, policy.version, content), text=text,
+        content_hash=content,
         model_version="intent_model v1", model_call={"tier": "local", "cost_usd": 0.0})
 
 
-def ledger(ops, run_id: str = "run-1", policy=POLICY) -> ActionLedger:
-    return ActionLedger(ops.sessions, policy, AuditContext(pipeline_actor(run_id), run_id, "2026-11-20"))
+def ledger(ops, run_id: str = "run-1", policy=POLICY, partition: str = "2026-11-20") -> ActionLedger:
+    return ActionLedger(ops.sessions, policy, AuditContext(pipeline_actor(run_id), run_id, partition))
 
 
 def count(ops, model, **where) -> int:
@@ -72,8 +74,8 @@ def test_rerunning_the_same_decisions_acts_on_nothing_twice(ops):
     first = outcome_counts(ledger(ops, "run-1").execute_all(batch))
     before = {m: count(ops, m) for m in (Action, Case, CaseHistory, OutboxMessage, ReviewItem, AuditEntry)}
     second = outcome_counts(ledger(ops, "run-2").execute_all(batch))
-    assert first == {"acted": 9, "review": 1, "conflict": 0, ALREADY_DONE: 0}
-    assert second == {"acted": 0, "review": 0, "conflict": 0, ALREADY_DONE: 10}
+    assert first == {"acted": 9, "review": 1, "conflict": 0, "id_conflict": 0, ALREADY_DONE: 0, "redelivered": 0}
+    assert second == {"acted": 0, "review": 0, "conflict": 0, "id_conflict": 0, ALREADY_DONE: 10, "redelivered": 0}
     assert {m: count(ops, m) for m in before} == before
 
 
@@ -82,6 +84,41 @@ def test_a_message_read_differently_on_a_rerun_is_still_acted_on_once(ops):
     # A new model is sure now: a different action, same policy version -> nothing more happens.
     assert ledger(ops, "run-2").execute_all([decision("m-1")])[0].outcome == ALREADY_DONE
     assert count(ops, Case) == 0 and count(ops, OutboxMessage) == 0 and count(ops, ReviewItem) == 1
+
+
+def test_a_message_delivered_again_on_a_later_day_is_counted_and_not_acted_on_twice(ops):
+    first = ledger(ops, "run-1", partition="2026-11-20").execute_all([decision("m-1")])[0]
+    before = {m: count(ops, m) for m in (Action, Case, CaseHistory, OutboxMessage, ReviewItem)}
+    again = ledger(ops, "run-2", partition="2026-11-21").execute_all([decision("m-1")])[0]
+    assert (again.outcome, again.state, again.case_id) == ("redelivered", "acted", first.case_id)
+    assert {m: count(ops, m) for m in before} == before
+
+
+def test_another_message_reusing_an_id_goes_to_review_and_never_touches_the_first_case(ops):
+    first = ledger(ops, "run-1", partition="2026-11-20").execute_all([decision("m-1", customer="c-1")])[0]
+    other = decision("m-1", customer="c-2", text="please close my account")
+    result = ledger(ops, "run-2", partition="2026-11-21").execute_all([other])[0]
+    assert (result.outcome, result.state, result.case_id) == ("id_conflict", "id_conflict", None)
+    assert count(ops, Case) == 1 and count(ops, OutboxMessage, message_id="m-1") == 2  # the first's only
+    assert count(ops, ReviewItem, idempotency_key=other.idempotency_key) == 1
+    assert count(ops, AuditEntry, message_id="m-1", event="conflict") == 1
+    [case] = ops.cases.all()
+    assert (case.id, case.customer_id, case.version) == (first.case_id, "c-1", 1)
+    # Re-running either day changes nothing; the tally tells the two messages apart.
+    again = ledger(ops, "run-3", partition="2026-11-21").execute_all([other])[0]
+    assert (again.outcome, again.state) == (ALREADY_DONE, "id_conflict")
+    assert ledger(ops, "run-4", partition="2026-11-20").execute_all([decision("m-1")])[0].outcome == ALREADY_DONE
+    contents = {"m-1": (other.content_hash, other.idempotency_key)}
+    assert action_tally(ops, ["m-1"], POLICY.version, contents=contents) == Tally()
+
+
+def test_the_tally_finds_a_message_that_vanished_behind_a_reused_id(ops):
+    ledger(ops).execute_all([decision("m-1", customer="c-1")])
+    other = decision("m-1", customer="c-2", text="a different message")
+    # Without the content, the first message's row hides the second (what the check used to see).
+    assert action_tally(ops, ["m-1"], POLICY.version) == Tally()
+    assert action_tally(ops, ["m-1"], POLICY.version,
+                        contents={"m-1": (other.content_hash, other.idempotency_key)}) == Tally(lost=1)
 
 
 def test_review_decisions_create_a_review_item_and_send_nothing(ops):
@@ -163,7 +200,7 @@ def test_a_failure_mid_action_leaves_no_trace_and_the_retry_completes(ops):
     with ops.engine.begin() as conn:
         conn.execute(text("DROP TRIGGER fail_outbox" + ("" if ops.engine.dialect.name == "sqlite" else " ON outbox")))
     retry = outcome_counts(ledger(ops, "run-1-retry").execute_all(batch))
-    assert retry == {"acted": 2, "review": 0, "conflict": 0, ALREADY_DONE: 1}
+    assert retry == {"acted": 2, "review": 0, "conflict": 0, "id_conflict": 0, ALREADY_DONE: 1, "redelivered": 0}
     assert count(ops, Action) == 3 and count(ops, Case) == 3 and count(ops, OutboxMessage) == 6
 
 
@@ -267,7 +304,7 @@ def test_two_pipeline_runs_acting_at_once_share_cases_without_conflicts(ops):
     for t in threads:
         t.join()
     assert [outcome_counts(results[name]) for name in runs] == [
-        {"acted": 40, "review": 0, "conflict": 0, ALREADY_DONE: 0}] * 2
+        {"acted": 40, "review": 0, "conflict": 0, "id_conflict": 0, ALREADY_DONE: 0, "redelivered": 0}] * 2
     cases = ops.cases.all()
     assert sorted(c.customer_id for c in cases) == customers
     assert sum(c.message_count for c in cases) == 80

@@ -39,14 +39,17 @@ def every_message_triaged_once(triage_decisions: pd.DataFrame, enriched_messages
 def every_decision_acted_once(case_actions: pd.DataFrame, triage_decisions: pd.DataFrame,
                               ops_database: OpsDatabase) -> AssetCheckResult:
     """Counted in the operations database, not trusted from the step: every decision of the day
-    is in the ledger once under its policy version, each acted one with its case change, e-mail,
-    event and audit row, each review with its review item, and nothing else."""
+    is in the ledger once under its policy version with its own content, each acted one with its
+    case change, e-mail, event and audit row, each review with its review item, each message
+    whose id another message holds with its id-conflict review item, and nothing else."""
     ids = list(triage_decisions["message_id"])
     versions = triage_decisions["policy_version"].unique().tolist()
     tally = Tally()
     for version in versions:
-        in_version = list(triage_decisions.loc[triage_decisions["policy_version"] == version, "message_id"])
-        tally = tally + action_tally(ops_database.db().sessions, in_version, version)
+        rows = triage_decisions[triage_decisions["policy_version"] == version]
+        contents = {m: (c, k) for m, c, k in zip(rows["message_id"], rows["content_hash"], rows["idempotency_key"])}
+        tally = tally + action_tally(ops_database.db().sessions, list(rows["message_id"]), version,
+                                     contents=contents)
     frame_matches = list(case_actions["message_id"]) == ids
     outcomes = case_actions["outcome"].value_counts().to_dict()
     return AssetCheckResult(

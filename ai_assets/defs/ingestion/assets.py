@@ -1,7 +1,6 @@
 """Ingestion assets: thin Dagster wiring around `ai_assets.core`."""
 
 
-import json
 import time
 from collections import Counter
 from datetime import date
@@ -19,7 +18,8 @@ from dagster import (
 )
 
 from ai_assets.core.accounting import schema_report
-from ai_assets.core.parsing import parse_lines
+from ai_assets.core.landing_files import LandingFileRefused
+from ai_assets.core.parsing import PARSE_REASONS, decode_record, parse_lines
 from ai_assets.core.schemas import QUARANTINE_COLUMNS, VALIDATED_COLUMNS
 from ai_assets.core.validation import validate_partition
 from ai_assets.defs.partitions import daily_partitions
@@ -27,11 +27,13 @@ from ai_assets.resources.ingestion_policy import IngestionPolicy
 from ai_assets.resources.landing_zone import LandingZone
 
 GROUP = "ingestion"
+# A day with thousands of invented field names must not flood the event log.
+MAX_FIELDS_SHOWN = 100
 RAW_COLUMNS = {
     "source_file": "string (landing file name)",
     "line": "int (1-based)",
-    "raw": "string (the line as received; invalid UTF-8 bytes replaced)",
-    "parse_error": "string or null (invalid_utf8 | invalid_json | not_a_json_object | blank_line)",
+    "raw": "string (the line as received; invalid UTF-8 bytes replaced; the first 4 KB of a line over 64 KiB)",
+    "parse_error": f"string or null ({' | '.join(PARSE_REASONS)})",
 }
 
 
@@ -44,7 +46,9 @@ def records_by_file(raw: pd.DataFrame) -> dict[str, list[dict]]:
     for row in raw.itertuples(index=False):
         out.setdefault(row.source_file, [])
         if not isinstance(row.parse_error, str):
-            out[row.source_file].append(json.loads(row.raw))
+            record, _ = decode_record(row.raw)
+            if record is not None:
+                out[row.source_file].append(record)
     return out
 
 
@@ -60,11 +64,18 @@ def raw_messages(context: AssetExecutionContext, landing_zone: LandingZone) -> O
     started = time.perf_counter()
     day = context.partition_key
     rows, records, field_types = [], {}, Counter()
-    files = landing_zone.files(day)
+    scan = landing_zone.scan(day)
+    refused = {r.name: r.reason for r in scan.refused}
+    files = []
     total_bytes = 0
     empty_files = []
-    for path in files:
-        data = path.read_bytes()
+    for path in scan.files:
+        try:
+            data = landing_zone.read(path)
+        except LandingFileRefused as exc:  # swapped for a symlink, a FIFO or a larger file since the scan
+            refused[exc.name] = exc.reason
+            continue
+        files.append(path)
         total_bytes += len(data)
         if not data:
             empty_files.append(path.name)
@@ -76,18 +87,24 @@ def raw_messages(context: AssetExecutionContext, landing_zone: LandingZone) -> O
     frame = frame.astype({"source_file": "string", "line": "int64", "raw": "string", "parse_error": "string"})
     schema = schema_report(records)
     parse_errors = Counter(e for e in frame["parse_error"].dropna())
+    if refused:
+        # Not read, so nothing of them is in any asset: the check `landing_files_all_read` alerts.
+        context.log.warning(f"{len(refused)} landing entries refused for {day}: {dict(sorted(refused.items()))}")
     if not files:
         context.log.warning(f"no landing files for {day} under {landing_zone.day_dir(day)}")
     return Output(frame, metadata={
         "files": len(files),
         "empty_files": MetadataValue.json(empty_files),
+        "refused_files": len(refused),
+        "refused_by_reason": MetadataValue.json(dict(sorted(Counter(refused.values()).items()))),
         "rows": len(frame),
         "bytes": total_bytes,
         "parse_errors": MetadataValue.json(dict(sorted(parse_errors.items()))),
         "schema_fingerprint": schema.fingerprint,
-        "observed_fields": MetadataValue.json(schema.observed),
+        "observed_fields": MetadataValue.json(schema.observed[:MAX_FIELDS_SHOWN]),
         # "field:jsontype" -> rows: where a wrong type or a renamed field comes from.
-        "observed_field_types": MetadataValue.json(dict(sorted(field_types.items()))),
+        "observed_field_types": MetadataValue.json(dict(sorted(field_types.items())[:MAX_FIELDS_SHOWN])),
+        "observed_field_count": len(schema.observed),
         "dagster/row_count": len(frame),
         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
     })

@@ -29,6 +29,9 @@ VOLUME_WITHIN_TRAILING_BAND = "volume_within_trailing_band"
 QUARANTINE_SHARE_WITHIN_CEILING = "quarantine_share_within_ceiling"
 COUNTS_BALANCE = "counts_balance"
 QUARANTINE_ROWS_EXPLAINED = "quarantine_rows_explained"
+LANDING_FILES_ALL_READ = "landing_files_all_read"
+# Lists in check metadata are cut: a day of 10,000 invented fields must not flood the event log.
+MAX_LISTED = 100
 # The day's messages must be ingested by 03:00 UTC the next morning.
 FRESHNESS_DEADLINE_CRON = "0 3 * * *"
 
@@ -43,8 +46,31 @@ def schema_matches_contract(raw_messages: pd.DataFrame) -> AssetCheckResult:
         severity=AssetCheckSeverity.WARN,
         metadata={
             "schema_fingerprint": report.fingerprint,
-            "fields_outside_contract": MetadataValue.json(report.added),
+            "fields_outside_contract": MetadataValue.json(report.added[:MAX_LISTED]),
+            "fields_outside_contract_count": len(report.added),
             "contract_fields_missing_by_file": MetadataValue.json(report.missing_by_file),
+        },
+    )
+
+
+@asset_check(asset=raw_messages, name=LANDING_FILES_ALL_READ, partitions_def=daily_partitions)
+def landing_files_all_read(context: AssetCheckExecutionContext, landing_zone: LandingZone) -> AssetCheckResult:
+    """Fails when the day's landing folder holds something that was refused, not read: a
+    symlink, a FIFO, a hard link, a file over the size limit, or a day folder that is itself a
+    symlink. Its messages are in no asset, so someone must look; the rest of the day flows on."""
+    refused = landing_zone.scan(context.partition_key).refused
+    by_reason: dict[str, int] = {}
+    for r in refused:
+        by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
+    return AssetCheckResult(
+        passed=not refused,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "refused": len(refused),
+            "refused_by_reason": MetadataValue.json(dict(sorted(by_reason.items()))),
+            # A file name is upstream input too: masked like any text before it is shown.
+            "examples": MetadataValue.json([{"name": mask_pii(r.name)[0][:200], "reason": r.reason}
+                                            for r in refused[:MAX_LISTED]]),
         },
     )
 
@@ -145,5 +171,5 @@ freshness_sensor = build_sensor_for_freshness_checks(
     freshness_checks=freshness_checks, name="ingestion_freshness_sensor",
     default_status=DefaultSensorStatus.RUNNING)
 
-partition_checks = [schema_matches_contract, volume_within_trailing_band,
+partition_checks = [schema_matches_contract, landing_files_all_read, volume_within_trailing_band,
                     quarantine_share_within_ceiling, counts_balance, quarantine_rows_explained]
