@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL, make_url
 from ai_assets.core.simulator import FAULT_OUTCOME
 from ai_assets.defs.ingestion.checks import (
     COUNTS_BALANCE,
+    LANDING_FILES_ALL_READ,
     QUARANTINE_ROWS_EXPLAINED,
     QUARANTINE_SHARE_WITHIN_CEILING,
     SCHEMA_MATCHES_CONTRACT,
@@ -53,7 +54,7 @@ DAY = "2025-03-03"  # a Monday: the simulator's full weekday volume
 # Quarantined or de-duplicated faults only: schema-change faults are meant to fail a warning check.
 FAULTS = "unparseable=0.01,missing_field=0.01,wrong_type=0.01,duplicate_id=0.01,empty_text=0.01,invalid_utf8=0.01"
 ALL_CHECKS = {
-    "raw_messages": {SCHEMA_MATCHES_CONTRACT, VOLUME_WITHIN_TRAILING_BAND},
+    "raw_messages": {SCHEMA_MATCHES_CONTRACT, LANDING_FILES_ALL_READ, VOLUME_WITHIN_TRAILING_BAND},
     "validated_messages": {QUARANTINE_SHARE_WITHIN_CEILING, COUNTS_BALANCE},
     "quarantined_messages": {QUARANTINE_ROWS_EXPLAINED},
     "enriched_messages": {EVERY_MESSAGE_ENRICHED_ONCE},
