@@ -51,4 +51,4 @@ clean:
 # Kill the run, cut the database, stop the mail server, change the policy — mid-action — and
 # count lost, duplicated and half-done actions on SQLite and PostgreSQL. Non-zero exit if any.
 chaos: install
-	$(BIN)/python -m ai_assets.testing.chaos
+	$(BIN)/python -m ai_assets_tests.chaos

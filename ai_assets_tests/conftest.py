@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, Definitions, instance_for_test
 
-from ai_assets.core.dataset import split_banking77
-from ai_assets.core.model_training import TrainedCandidate, first_per_intent, train_candidate
-from ai_assets.core.out_of_scope import load_out_of_scope
-from ai_assets.core.text_encoders import HashingEncoder
-from ai_assets.core.simulator import DayLedger, parse_fault_spec, simulate_day, write_day
+from ai_assets.data.datasets import split_banking77
+from ai_assets.serving.intent.training import TrainedCandidate, first_per_intent, train_candidate
+from ai_assets.serving.intent.out_of_scope import load_out_of_scope
+from ai_assets.serving.intent.text_encoders import HashingEncoder
+from ai_assets.simulator import DayLedger, parse_fault_spec, simulate_day, write_day
 from ai_assets.definitions import build_defs
 from ai_assets.ops_db import OpsDb
 from ai_assets.resources import (

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, RunsFilter
 
-from ai_assets.core.simulator import FAULT_OUTCOME
+from ai_assets.simulator import FAULT_OUTCOME
 from ai_assets_tests.conftest import REPO_ROOT, install_model
 
 AI_ASSETS = str(Path(sys.executable).with_name("ai-assets"))

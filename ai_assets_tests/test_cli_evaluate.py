@@ -10,15 +10,15 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from ai_assets.core.dataset import split_banking77
-from ai_assets.core.out_of_scope import load_out_of_scope
-from ai_assets.core.schemas import MAX_TEXT_CHARS
-from ai_assets.core.validation import validate_partition
+from ai_assets.data.datasets import split_banking77
+from ai_assets.serving.intent.out_of_scope import load_out_of_scope
+from ai_assets.schemas import MAX_TEXT_CHARS
+from ai_assets.ingestion.validation import validate_partition
 from ai_assets.ops_db import OpsDb
 from ai_assets.resources import ModelServing
 from ai_assets.serving.evaluation import evaluate_file
-from ai_assets.testing import MessagesAPIServer
-from ai_assets.testing.oracle import banking77_labels
+from ai_assets_tests.doubles import MessagesAPIServer
+from ai_assets_tests.doubles.oracle import banking77_labels
 from ai_assets_tests.conftest import install_model
 from ai_assets_tests.test_cli import AI_ASSETS, Cli  # noqa: F401  (fixture `cli` below)
 from ai_assets_tests.test_cli import cli  # noqa: F401

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dagster import AssetKey, DefaultScheduleStatus, DefaultSensorStatus
 
-from ai_assets.defs.partitions import daily_partitions
+from ai_assets.defs.common import daily_partitions
 from ai_assets_tests.conftest import REPO_ROOT
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

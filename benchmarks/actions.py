@@ -23,13 +23,13 @@ from pathlib import Path
 
 from sqlalchemy import delete, insert
 
-from ai_assets.core.dataset import split_banking77
-from ai_assets.core.routing_policy import load_policy
-from ai_assets.core.triage import content_hash, idempotency_key, triage
+from ai_assets.data.datasets import split_banking77
+from ai_assets.actions.routing_policy import load_policy
+from ai_assets.actions.triage import content_hash, idempotency_key, triage
 from ai_assets.ops_db import AuditContext, OpsDb, pipeline_actor
-from ai_assets.ops_db.actions import ActionLedger, MessageDecision, outcome_counts
-from ai_assets.ops_db.models import Action
-from ai_assets.testing.chaos import _database
+from ai_assets.actions.ledger import ActionLedger, MessageDecision, outcome_counts
+from ai_assets.ops_db.tables import Action
+from ai_assets_tests.chaos import _database
 
 RESULTS = Path(__file__).resolve().parent / "results" / "actions.json"
 

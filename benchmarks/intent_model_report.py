@@ -32,15 +32,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from ai_assets.core.dataset import split_banking77  # noqa: E402
-from ai_assets.core.intent_model import (  # noqa: E402
+from ai_assets.data.datasets import split_banking77  # noqa: E402
+from ai_assets.serving.intent.intent_model import (  # noqa: E402
     OUT_OF_SCOPE,
     IntentModel,
     IntentModelConfig,
     default_encoder,
     evaluate,
 )
-from ai_assets.core.out_of_scope import load_out_of_scope  # noqa: E402
+from ai_assets.serving.intent.out_of_scope import load_out_of_scope  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "intent_model.json"
 TARGETS = {"accuracy": 0.937, "automated_share_at_98": 0.85, "out_of_scope_automated_max": 0.01}

@@ -29,11 +29,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pandas as pd  # noqa: E402
 from dagster import AssetKey, AssetRecordsFilter, instance_for_test  # noqa: E402
 
-from ai_assets.core.dataset import split_banking77  # noqa: E402
-from ai_assets.core.simulator import simulate_day, write_day  # noqa: E402
+from ai_assets.data.datasets import split_banking77  # noqa: E402
+from ai_assets.simulator import simulate_day, write_day  # noqa: E402
 from ai_assets.definitions import build_defs  # noqa: E402
 from ai_assets.ops_db import OpsDb  # noqa: E402
-from ai_assets.pipeline_runs import QUIET_CONSOLE  # noqa: E402
+from ai_assets.cli.pipeline_runs import QUIET_CONSOLE  # noqa: E402
 from ai_assets.resources import (  # noqa: E402
     IngestionPolicy,
     IntentModelTraining,

@@ -3,8 +3,8 @@
 One Monday (weekday factor 1.0) of `--per-day 100000` with every fault kind at 1 % is written
 to a temporary landing zone, then three things are timed over exactly the same lines:
 
-  parsing      ai_assets.core.parsing.parse_lines over every landing file
-  validation   ai_assets.core.validation.validate_partition (GX suite, normalisation, PII masking,
+  parsing      ai_assets.ingestion.parsing.parse_lines over every landing file
+  validation   ai_assets.ingestion.validation.validate_partition (GX suite, normalisation, PII masking,
                de-duplication) over the raw rows
   ingestion    the whole `ingestion_job` for that partition via execute_in_process in a temporary
                Dagster instance: read + parse, validate, Parquet writes, every partition check
@@ -34,10 +34,10 @@ import dagster  # noqa: E402
 import pandas as pd  # noqa: E402
 from dagster import instance_for_test  # noqa: E402
 
-from ai_assets.core.dataset import split_banking77  # noqa: E402
-from ai_assets.core.parsing import parse_lines  # noqa: E402
-from ai_assets.core.simulator import day_volume, parse_fault_spec, simulate_day, write_day  # noqa: E402
-from ai_assets.core.validation import validate_partition  # noqa: E402
+from ai_assets.data.datasets import split_banking77  # noqa: E402
+from ai_assets.ingestion.parsing import parse_lines  # noqa: E402
+from ai_assets.simulator import day_volume, parse_fault_spec, simulate_day, write_day  # noqa: E402
+from ai_assets.ingestion.validation import validate_partition  # noqa: E402
 from ai_assets.defs.ingestion.assets import RAW_COLUMNS  # noqa: E402
 from ai_assets.definitions import build_defs  # noqa: E402
 from ai_assets.resources import IngestionPolicy, LandingZone, ParquetIOManager  # noqa: E402
@@ -186,14 +186,14 @@ def main(argv: list[str] | None = None) -> int:
             "parsed_objects": parsed_ok,
         },
         "parsing": {
-            "what": "ai_assets.core.parsing.parse_lines over every landing file (bytes in memory)",
+            "what": "ai_assets.ingestion.parsing.parse_lines over every landing file (bytes in memory)",
             "seconds": round(parse_s, 4),
             "runs": parse_runs,
             "rows_per_s": rate(lines, parse_s),
             "ratio_to_baseline": round(parse_s / base_s, 2),
         },
         "validation": {
-            "what": "ai_assets.core.validation.validate_partition over the raw rows (after a warm-up)",
+            "what": "ai_assets.ingestion.validation.validate_partition over the raw rows (after a warm-up)",
             "seconds": round(validate_s, 4),
             "runs": validate_runs,
             "rows_per_s": rate(lines, validate_s),

@@ -2,7 +2,7 @@
 
     python -m benchmarks.serving [--messages 2000] [--naive 50] [--error-rate 0.05] [--out FILE]
 
-Everything runs against the loopback Messages API (ai_assets.testing.messages_api_server, a real
+Everything runs against the loopback Messages API (ai_assets_tests.doubles.messages_api_server, a real
 HTTP server on 127.0.0.1 in this process) through the real `anthropic` SDK, with the production
 wiring: `ModelServing(...).router(...)` over a fresh temporary SQLite operations database (cold
 cache, its own usage ledger), `ModelServing.budget(db)` and `.deadline()`.
@@ -25,7 +25,7 @@ cache, its own usage ledger), `ModelServing.budget(db)` and `.deadline()`.
    Claude only for messages it does not automate. Server latency 0 and no server limit; the client
    limit raised to 60,000/min for this part only (nothing here measures rate). Cost from the
    usage ledger at the production price table (claude-sonnet-4-5 $3 / $15 per million tokens).
-   "Automated" is decided by ai_assets.core.automation.AutomationPolicy, as production does.
+   "Automated" is decided by ai_assets.serving.intent.automation.AutomationPolicy, as production does.
    The IntentModel artifact is cached under var/bench/, keyed by the training-data fingerprint
    (reported as stale_source when intent_model.py changed since; `--retrain` forces training).
 
@@ -58,18 +58,18 @@ warnings.filterwarnings("ignore", message=r"The model .* is deprecated")  # the 
 
 import anthropic  # noqa: E402
 
-from ai_assets.core import intent_model as intent_model_module  # noqa: E402
-from ai_assets.core.automation import AutomationPolicy  # noqa: E402
-from ai_assets.core.dataset import load_categories, split_banking77  # noqa: E402
-from ai_assets.core.intent_model import IntentModel, fingerprint_training_data  # noqa: E402
-from ai_assets.core.llm_prompt import parse_message_content, request_body  # noqa: E402
-from ai_assets.core.out_of_scope import OUT_OF_SCOPE, load_out_of_scope  # noqa: E402
-from ai_assets.core.rate_limit import RateLimiter  # noqa: E402
+from ai_assets.serving.intent import intent_model as intent_model_module  # noqa: E402
+from ai_assets.serving.intent.automation import AutomationPolicy  # noqa: E402
+from ai_assets.data.datasets import load_categories, split_banking77  # noqa: E402
+from ai_assets.serving.intent.intent_model import IntentModel, fingerprint_training_data  # noqa: E402
+from ai_assets.serving.llm.prompt import parse_message_content, request_body  # noqa: E402
+from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE, load_out_of_scope  # noqa: E402
+from ai_assets.serving.resilience.rate_limit import RateLimiter  # noqa: E402
 from ai_assets.ops_db import OpsDb  # noqa: E402
 from ai_assets.resources.model_serving import ModelServing  # noqa: E402
-from ai_assets.serving.router import LOCAL, total_cost  # noqa: E402
-from ai_assets.testing import MessagesAPIServer  # noqa: E402
-from ai_assets.testing.oracle import banking77_labels  # noqa: E402
+from ai_assets.serving.cascade import LOCAL, total_cost  # noqa: E402
+from ai_assets_tests.doubles import MessagesAPIServer  # noqa: E402
+from ai_assets_tests.doubles.oracle import banking77_labels  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "serving.json"
@@ -379,7 +379,7 @@ def load_or_train_model(split: dict, retrain: bool = False) -> tuple[IntentModel
 
 def automation_decider(threshold: float, labels: list[str]):
     """`(text, enrichment) -> automated?` as production decides it
-    (ai_assets.core.automation.AutomationPolicy), and the LLM confidence floor."""
+    (ai_assets.serving.intent.automation.AutomationPolicy), and the LLM confidence floor."""
     floor = ModelServing().llm_min_confidence
     policy = AutomationPolicy(threshold, frozenset(labels), floor)
 
@@ -644,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
                     "oracle_confidence": "stated confidence uniform by hash in [0.80, 0.99] for right answers, "
                                          "[0.50, 0.95] for wrong ones (LabelOracle defaults): the LLM part of "
                                          "automated_share follows from this assumption",
-                    "automated": "ai_assets.core.automation.AutomationPolicy(threshold, labels, "
+                    "automated": "ai_assets.serving.intent.automation.AutomationPolicy(threshold, labels, "
                                  f"llm_min_confidence={llm_floor}): local answers at >= threshold, LLM answers "
                                  "at stated confidence >= llm_min_confidence that agree with the local "
                                  "model's top intent (none without a local model), never out_of_scope",

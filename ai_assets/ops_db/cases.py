@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from ai_assets.ops_db.engine import Sessions
-from ai_assets.ops_db.models import Case, CaseHistory, CaseStatus
+from ai_assets.ops_db.tables import Case, CaseHistory, CaseStatus
 from ai_assets.ops_db.types import utcnow
 
 EDITABLE = frozenset({"status", "assignee", "notes", "priority"})

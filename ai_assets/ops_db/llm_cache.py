@@ -1,7 +1,7 @@
 """The LLM result cache: an answer is paid for once per (model, prompt version, text).
 
 The key is sha256 over the model, the prompt version and the sha256 of the normalised
-text (`ai_assets.core.normalise.normalise_text`: NFKC, invisible characters removed,
+text (`ai_assets.ingestion.normalise.normalise_text`: NFKC, invisible characters removed,
 whitespace collapsed; case is kept, since it can carry meaning to a model). Writes are
 idempotent: the first answer stored under a key stays, a second `put` is a no-op
 (INSERT ... ON CONFLICT DO NOTHING), so concurrent runs that miss together both succeed.
@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ai_assets.core.normalise import normalise_text
+from ai_assets.ingestion.normalise import normalise_text
 from ai_assets.ops_db.engine import Sessions
-from ai_assets.ops_db.models import LlmCacheEntry
+from ai_assets.ops_db.tables import LlmCacheEntry
 from ai_assets.ops_db.types import utcnow
 
 CHUNK = 500  # rows per statement: well inside SQLite's and PostgreSQL's parameter limits

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from ai_assets.ops_db.audit import AuditContext, AuditEvent, add_entry
 from ai_assets.ops_db.engine import Sessions
-from ai_assets.ops_db.models import Delivery, OutboxMessage, OutboxStatus
+from ai_assets.ops_db.tables import Delivery, OutboxMessage, OutboxStatus
 from ai_assets.ops_db.types import as_utc, utcnow
 
 MAX_ERROR_CHARS = 500

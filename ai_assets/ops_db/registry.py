@@ -23,7 +23,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from ai_assets.ops_db.engine import Sessions
-from ai_assets.ops_db.models import ModelAction, ModelEvent, ModelStatus, ModelVersion
+from ai_assets.ops_db.tables import ModelAction, ModelEvent, ModelStatus, ModelVersion
 from ai_assets.ops_db.types import utcnow
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, insert, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from ai_assets.ops_db.engine import Sessions
-from ai_assets.ops_db.models import LlmUsage
+from ai_assets.ops_db.tables import LlmUsage
 from ai_assets.ops_db.types import as_money, as_utc, utcnow
 
 ZERO = as_money(0)

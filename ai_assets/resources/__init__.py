@@ -16,7 +16,7 @@ from pathlib import Path
 
 from dagster import EnvVar
 
-from ai_assets.core.landing_files import DEFAULT_MAX_FILE_BYTES
+from ai_assets.ingestion.landing_files import DEFAULT_MAX_FILE_BYTES
 from ai_assets.ops_db import default_url
 from ai_assets.resources.actions import ActionSettings
 from ai_assets.resources.ingestion_policy import IngestionPolicy

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from ai_assets.core.routing_policy import RoutingPolicy, load_policy
-from ai_assets.delivery import (DEFAULT_RECIPIENT_DOMAIN, DeliveryReport, FileEventSink, FileMailSink, OutboxStore,
+from ai_assets.actions.routing_policy import RoutingPolicy, load_policy
+from ai_assets.actions.delivery import (DEFAULT_RECIPIENT_DOMAIN, DeliveryReport, FileEventSink, FileMailSink, OutboxStore,
                                 SmtpMailer, Transport, WebhookPoster, deliver_until_settled)
 from ai_assets.ops_db import AuditContext, OpsDb
 
@@ -16,7 +16,7 @@ class ActionSettings(ConfigurableResource):
     """Without `smtp_host` and `webhook_url` (the demo), e-mail and events are written as files
     under `outbox_dir` — the same outbox, retries and idempotency, no server needed."""
 
-    routing_policy_path: str | None = None  # None: the shipped ai_assets/policy/routing.yaml
+    routing_policy_path: str | None = None  # None: the shipped ai_assets/actions/routing_policy.yaml
     # Stands in for the CRM's contact lookup; the mail transports refuse any other domain.
     recipient_domain: str = DEFAULT_RECIPIENT_DOMAIN  # "customers.bank.example"
     outbox_dir: str

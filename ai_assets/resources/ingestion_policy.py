@@ -2,7 +2,7 @@
 
 from dagster import ConfigurableResource
 
-from ai_assets.core.schemas import MAX_TEXT_CHARS
+from ai_assets.schemas import MAX_TEXT_CHARS
 
 
 class IngestionPolicy(ConfigurableResource):

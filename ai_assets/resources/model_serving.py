@@ -16,19 +16,19 @@ from uuid import uuid4
 import anthropic
 from dagster import ConfigurableResource
 
-from ai_assets.core.automation import AutomationPolicy
-from ai_assets.core.budget import Budget, BudgetAlert
-from ai_assets.core.circuit_breaker import CircuitBreaker
-from ai_assets.core.dataset import load_categories
-from ai_assets.core.deadline import Deadline
-from ai_assets.core.llm_prompt import PROMPT_VERSION
-from ai_assets.core.pricing import PriceTable
-from ai_assets.core.rate_limit import ConcurrencyLimit, RateLimiter
-from ai_assets.core.routing_policy import load_policy
+from ai_assets.serving.intent.automation import AutomationPolicy
+from ai_assets.serving.resilience.budget import Budget, BudgetAlert
+from ai_assets.serving.resilience.circuit_breaker import CircuitBreaker
+from ai_assets.data.datasets import load_categories
+from ai_assets.serving.resilience.deadline import Deadline
+from ai_assets.serving.llm.prompt import PROMPT_VERSION
+from ai_assets.serving.resilience.pricing import PriceTable
+from ai_assets.serving.resilience.rate_limit import ConcurrencyLimit, RateLimiter
+from ai_assets.actions.routing_policy import load_policy
 from ai_assets.ops_db import OpsDb
-from ai_assets.serving.claude_tier import ClaudeTier, default_retry
+from ai_assets.serving.llm.claude_tier import ClaudeTier, default_retry
 from ai_assets.serving.live import LiveServing, production_model
-from ai_assets.serving.router import LocalModel, Router
+from ai_assets.serving.cascade import LocalModel, Router
 
 # USD per million tokens (input, output); the batch discount is applied by the price table.
 DEFAULT_PRICES = {"claude-sonnet-4-5": [3.0, 15.0], "claude-haiku-4-5": [1.0, 5.0]}

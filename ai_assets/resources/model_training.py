@@ -4,7 +4,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from ai_assets.core.promotion import GateRules
+from ai_assets.serving.intent.promotion import GateRules
 
 
 class IntentModelTraining(ConfigurableResource):

@@ -12,11 +12,11 @@ from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
-from ai_assets.core.normalise import normalise_text
-from ai_assets.core.pii import mask_pii
-from ai_assets.core.routing_report import RoutedRow, routing_report
-from ai_assets.core.schemas import MIN_TEXT_CHARS
-from ai_assets.core.simulator import load_replay_source
+from ai_assets.ingestion.normalise import normalise_text
+from ai_assets.ingestion.pii import mask_pii
+from ai_assets.serving.cascade_report import RoutedRow, routing_report
+from ai_assets.schemas import MIN_TEXT_CHARS
+from ai_assets.simulator import load_replay_source
 from ai_assets.serving.live import LiveServing
 
 

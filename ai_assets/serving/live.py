@@ -14,16 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from ai_assets.core.automation import NEEDS_HUMAN, AutomationPolicy, is_llm_tier
-from ai_assets.core.budget import Budget
-from ai_assets.core.deadline import Deadline
-from ai_assets.core.intent_model import INTENT_MODEL, IntentModel
-from ai_assets.core.out_of_scope import OUT_OF_SCOPE
-from ai_assets.core.routing_policy import RoutingPolicy
-from ai_assets.core.text_encoders import encoder_named
+from ai_assets.serving.intent.automation import NEEDS_HUMAN, AutomationPolicy, is_llm_tier
+from ai_assets.serving.resilience.budget import Budget
+from ai_assets.serving.resilience.deadline import Deadline
+from ai_assets.serving.intent.intent_model import INTENT_MODEL, IntentModel
+from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE
+from ai_assets.actions.routing_policy import RoutingPolicy
+from ai_assets.serving.intent.text_encoders import encoder_named
 from ai_assets.ops_db import OpsDb
 from ai_assets.ops_db.registry import ModelRecord
-from ai_assets.serving.router import Enrichment, Router
+from ai_assets.serving.cascade import Enrichment, Router
 
 
 class ArtifactError(RuntimeError):

@@ -7,13 +7,13 @@ from importlib import resources
 import yaml
 from sqlalchemy import func
 
-from ai_assets.core.routing_policy import load_policy
-from ai_assets.core.schemas import ACTION_COLUMNS, TRIAGE_COLUMNS
+from ai_assets.actions.routing_policy import load_policy
+from ai_assets.schemas import ACTION_COLUMNS, TRIAGE_COLUMNS
 from ai_assets.defs.actions.checks import EVERY_DECISION_ACTED_ONCE, NO_DEAD_LETTERS
-from ai_assets.delivery import OutboxStore
+from ai_assets.actions.delivery import OutboxStore
 from ai_assets.ops_db import OpsDb
-from ai_assets.ops_db.models import Action, Case, OutboxMessage
-from ai_assets.testing import SmtpReceiver, WebhookReceiver
+from ai_assets.ops_db.tables import Action, Case, OutboxMessage
+from ai_assets_tests.doubles import SmtpReceiver, WebhookReceiver
 from ai_assets_tests.defs.test_ingestion_assets import checks_by_name, latest_metadata, output
 
 DAY = date(2025, 3, 3)
@@ -116,7 +116,7 @@ def test_a_policy_change_between_runs_acts_again_under_new_keys(workspace, insta
     workspace.simulate(DAY, per_day=80)
     assert workspace.run(workspace.defs(), instance, DAY).success
     first = latest_metadata(instance, "case_actions", DAY)["acted"]
-    document = yaml.safe_load(resources.files("ai_assets.policy").joinpath("routing.yaml").read_text())
+    document = yaml.safe_load(resources.files("ai_assets.actions").joinpath("routing_policy.yaml").read_text())
     document["version"] = "routing-test-2"
     path = tmp_path / "routing.yaml"
     path.write_text(yaml.safe_dump(document))

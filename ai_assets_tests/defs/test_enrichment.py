@@ -6,13 +6,13 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from ai_assets.core.dataset import load_categories
-from ai_assets.core.routing_policy import load_policy
-from ai_assets.core.schemas import ENRICHED_COLUMNS
+from ai_assets.data.datasets import load_categories
+from ai_assets.actions.routing_policy import load_policy
+from ai_assets.schemas import ENRICHED_COLUMNS
 from ai_assets.ops_db import OpsDb
 from ai_assets.resources import ModelServing
-from ai_assets.testing import MessagesAPIServer
-from ai_assets.testing.oracle import banking77_labels
+from ai_assets_tests.doubles import MessagesAPIServer
+from ai_assets_tests.doubles.oracle import banking77_labels
 from ai_assets_tests.defs.test_ingestion_assets import latest_metadata, output
 
 DAY = date(2025, 3, 3)

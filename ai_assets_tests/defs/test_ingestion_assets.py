@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, build_output_context
 
-from ai_assets.core.parsing import schema_fingerprint
-from ai_assets.core.schemas import CONTRACT_FIELDS
-from ai_assets.core.simulator import FAULT_KINDS, FAULT_OUTCOME, SCHEMA_CHANGING_FAULTS
-from ai_assets.core.validation import build_suite
+from ai_assets.ingestion.parsing import schema_fingerprint
+from ai_assets.schemas import CONTRACT_FIELDS
+from ai_assets.simulator import FAULT_KINDS, FAULT_OUTCOME, SCHEMA_CHANGING_FAULTS
+from ai_assets.ingestion.validation import build_suite
 from ai_assets.resources import ParquetIOManager
 from ai_assets_tests.conftest import Workspace
 from ai_assets_tests.fault_expectations import QUARANTINE_REASON

@@ -11,8 +11,8 @@ import pytest
 from dagster import AssetKey, AssetSelection, Definitions, asset, define_asset_job
 
 from ai_assets.defs.ingestion.sensors import ingestion_job
-from ai_assets.defs.partitions import daily_partitions
-from ai_assets.instance_status import asset_status
+from ai_assets.defs.common import daily_partitions
+from ai_assets.cli.instance_status import asset_status
 
 MONDAY = date(2025, 3, 3)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from dagster import JobDefinition, ReexecutionOptions, build_reconstructable_job, execute_job
 
-from ai_assets.cli import main
+from ai_assets.cli.main import main
 from ai_assets.ops_db import OpsDb
 from ai_assets_tests.conftest import Workspace
 from ai_assets_tests.defs.test_ingestion_assets import checks_by_name, output

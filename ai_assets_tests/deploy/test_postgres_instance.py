@@ -32,7 +32,7 @@ from dagster._utils.tags import TagConcurrencyLimitsCounter
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from sqlalchemy.engine import URL, make_url
 
-from ai_assets.core.simulator import FAULT_OUTCOME
+from ai_assets.simulator import FAULT_OUTCOME
 from ai_assets.defs.ingestion.checks import (
     COUNTS_BALANCE,
     LANDING_FILES_ALL_READ,

@@ -5,13 +5,13 @@ from decimal import Decimal
 
 from dagster import EnvVar
 
-from ai_assets.core.dataset import load_categories, split_banking77
+from ai_assets.data.datasets import load_categories, split_banking77
 from ai_assets.resources import model_serving_from_env
 from ai_assets.resources.model_serving import ModelServing
 from ai_assets.resources.ops_database import OpsDatabase
-from ai_assets.serving.router import LOCAL
-from ai_assets.testing import MessagesAPIServer
-from ai_assets.testing.oracle import banking77_labels
+from ai_assets.serving.cascade import LOCAL
+from ai_assets_tests.doubles import MessagesAPIServer
+from ai_assets_tests.doubles.oracle import banking77_labels
 
 LABELS = load_categories()
 TEXTS = [r.text for r in split_banking77()["validation"][:12]]

@@ -10,15 +10,15 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import make_pipeline
 
-from ai_assets.core.budget import Budget
-from ai_assets.core.circuit_breaker import CircuitBreaker
-from ai_assets.core.dataset import load_categories, split_banking77
-from ai_assets.core.pricing import PriceTable
-from ai_assets.core.rate_limit import ConcurrencyLimit, RateLimiter
-from ai_assets.core.retry_policy import RetryPolicy
-from ai_assets.serving.claude_tier import ClaudeTier, is_retryable, retry_after_seconds
-from ai_assets.testing import MessagesAPIServer
-from ai_assets.testing.oracle import banking77_labels
+from ai_assets.serving.resilience.budget import Budget
+from ai_assets.serving.resilience.circuit_breaker import CircuitBreaker
+from ai_assets.data.datasets import load_categories, split_banking77
+from ai_assets.serving.resilience.pricing import PriceTable
+from ai_assets.serving.resilience.rate_limit import ConcurrencyLimit, RateLimiter
+from ai_assets.serving.resilience.retry_policy import RetryPolicy
+from ai_assets.serving.llm.claude_tier import ClaudeTier, is_retryable, retry_after_seconds
+from ai_assets_tests.doubles import MessagesAPIServer
+from ai_assets_tests.doubles.oracle import banking77_labels
 
 LABELS = load_categories()
 PRIMARY, SECONDARY = "claude-primary-test", "claude-secondary-test"
@@ -33,7 +33,7 @@ class Prediction:
 
 class SmallLocalModel:
     """TF-IDF + logistic-loss SGD on the training split: a real local tier that trains in ~2 s
-    (87% on validation; the production model is `ai_assets.core.intent_model`)."""
+    (87% on validation; the production model is `ai_assets.serving.intent.intent_model`)."""
 
     version = "test-tfidf-lr"
 

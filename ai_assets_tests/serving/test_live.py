@@ -3,7 +3,7 @@ decision on the cascade's answers (real registry, real smoke model, loopback Mes
 
 import pytest
 
-from ai_assets.core.dataset import split_banking77
+from ai_assets.data.datasets import split_banking77
 from ai_assets.ops_db import OpsDb
 from ai_assets.resources.model_serving import ModelServing
 from ai_assets.serving.live import ArtifactError, production_model

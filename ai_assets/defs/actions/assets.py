@@ -5,13 +5,13 @@ import time
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, RetryPolicy, asset
 
-from ai_assets.core.schemas import ACTION_COLUMNS, TRIAGE_COLUMNS
-from ai_assets.core.triage import triage_frame
+from ai_assets.schemas import ACTION_COLUMNS, TRIAGE_COLUMNS
+from ai_assets.actions.triage import triage_frame
 from ai_assets.defs.ingestion.assets import column_schema
-from ai_assets.defs.partitions import daily_partitions
-from ai_assets.delivery import OutboxStore
+from ai_assets.defs.common import daily_partitions
+from ai_assets.actions.delivery import OutboxStore
 from ai_assets.ops_db import AuditContext, pipeline_actor
-from ai_assets.ops_db.actions import ActionLedger, MessageDecision, outcome_counts
+from ai_assets.actions.ledger import ActionLedger, MessageDecision, outcome_counts
 from ai_assets.resources.actions import ActionSettings
 from ai_assets.resources.ops_database import OpsDatabase
 

@@ -4,11 +4,11 @@ import pandas as pd
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetIn, MetadataValue,
                      asset_check)
 
-from ai_assets.core.triage import Decision
+from ai_assets.actions.triage import Decision
 from ai_assets.defs.actions.assets import case_actions, outbox_deliveries, triage_decisions
-from ai_assets.defs.partitions import daily_partitions
-from ai_assets.delivery import OutboxStore
-from ai_assets.ops_db.actions import Tally, action_tally
+from ai_assets.defs.common import daily_partitions
+from ai_assets.actions.delivery import OutboxStore
+from ai_assets.actions.ledger import Tally, action_tally
 from ai_assets.resources.ops_database import OpsDatabase
 
 EVERY_MESSAGE_TRIAGED_ONCE = "every_message_triaged_once"

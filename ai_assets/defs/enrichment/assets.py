@@ -5,10 +5,10 @@ import time
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
-from ai_assets.core.schemas import ENRICHED_COLUMNS
+from ai_assets.schemas import ENRICHED_COLUMNS
 from ai_assets.defs.ingestion.assets import column_schema
 from ai_assets.defs.model.assets import production_intent_model
-from ai_assets.defs.partitions import daily_partitions
+from ai_assets.defs.common import daily_partitions
 from ai_assets.resources.model_serving import ModelServing
 from ai_assets.resources.ops_database import OpsDatabase
 from ai_assets.serving.live import serving_summary

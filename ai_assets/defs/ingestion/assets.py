@@ -17,12 +17,12 @@ from dagster import (
     multi_asset,
 )
 
-from ai_assets.core.accounting import schema_report
-from ai_assets.core.landing_files import LandingFileRefused
-from ai_assets.core.parsing import PARSE_REASONS, decode_record, parse_lines
-from ai_assets.core.schemas import QUARANTINE_COLUMNS, VALIDATED_COLUMNS
-from ai_assets.core.validation import validate_partition
-from ai_assets.defs.partitions import daily_partitions
+from ai_assets.ingestion.accounting import schema_report
+from ai_assets.ingestion.landing_files import LandingFileRefused
+from ai_assets.ingestion.parsing import PARSE_REASONS, decode_record, parse_lines
+from ai_assets.schemas import QUARANTINE_COLUMNS, VALIDATED_COLUMNS
+from ai_assets.ingestion.validation import validate_partition
+from ai_assets.defs.common import daily_partitions
 from ai_assets.resources.ingestion_policy import IngestionPolicy
 from ai_assets.resources.landing_zone import LandingZone
 

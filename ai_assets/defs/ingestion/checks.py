@@ -17,10 +17,10 @@ from dagster import (
     build_time_partition_freshness_checks,
 )
 
-from ai_assets.core.accounting import balance, duplicate_locations, schema_report, volume_verdict
-from ai_assets.core.pii import mask_pii
+from ai_assets.ingestion.accounting import balance, duplicate_locations, schema_report, volume_verdict
+from ai_assets.ingestion.pii import mask_pii
 from ai_assets.defs.ingestion.assets import raw_messages, records_by_file, validate_messages
-from ai_assets.defs.partitions import daily_partitions
+from ai_assets.defs.common import daily_partitions
 from ai_assets.resources.ingestion_policy import IngestionPolicy
 from ai_assets.resources.landing_zone import LandingZone
 

@@ -21,7 +21,7 @@ from ai_assets.defs.actions.assets import GROUP as ACTIONS_GROUP
 from ai_assets.defs.enrichment.assets import enriched_messages
 from ai_assets.defs.ingestion.assets import GROUP
 from ai_assets.defs.ingestion.checks import freshness_checks
-from ai_assets.defs.partitions import daily_partitions
+from ai_assets.defs.common import daily_partitions
 from ai_assets.resources.landing_zone import LandingZone
 
 ingestion_job = define_asset_job(

@@ -2,8 +2,8 @@
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from ai_assets.core.intent_model import INTENT_MODEL
-from ai_assets.core.promotion import gate_failures
+from ai_assets.serving.intent.intent_model import INTENT_MODEL
+from ai_assets.serving.intent.promotion import gate_failures
 from ai_assets.defs.model.assets import GATED_AGAINST, PROMOTION_GATE, intent_model, version_trained_in_run
 from ai_assets.resources.model_training import IntentModelTraining
 from ai_assets.resources.ops_database import OpsDatabase

@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from ai_assets.ops_db.engine import create_engine_for, normalise_url, writer
 from ai_assets.ops_db.migrate import PG_MIGRATION_LOCK_KEY, render_item
-from ai_assets.ops_db.models import Base
+from ai_assets.ops_db.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,1 +1,0 @@
-"""Pure business logic. Nothing in this package imports Dagster."""
