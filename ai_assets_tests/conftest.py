@@ -25,7 +25,7 @@ from ai_assets.resources import (
     IntentModelTraining,
     LandingZone,
     ModelServing,
-    OpsDatabase,
+    OpsDatabaseResource,
     ParquetIOManager,
 )
 
@@ -71,7 +71,7 @@ class Workspace:
             "landing_zone": landing or LandingZone(root=str(self.landing)),
             "io_manager": ParquetIOManager(base_dir=str(self.storage)),
             "ingestion_policy": IngestionPolicy(**policy),
-            "ops_database": OpsDatabase(url=self.ops_db_url),
+            "ops_database": OpsDatabaseResource(url=self.ops_db_url),
             "model_serving": serving or ModelServing(),
             "model_training": training or self.smoke_training(),
             "action_settings": actions or self.action_settings(),

@@ -39,7 +39,7 @@ from ai_assets.resources import (  # noqa: E402
     IntentModelTraining,
     LandingZone,
     ModelServing,
-    OpsDatabase,
+    OpsDatabaseResource,
     ParquetIOManager,
 )
 from benchmarks.serving import ROOT, load_or_train_model, machine  # noqa: E402
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
             "landing_zone": LandingZone(root=str(root / "landing")),
             "io_manager": ParquetIOManager(base_dir=str(root / "storage")),
             "ingestion_policy": IngestionPolicy(),
-            "ops_database": OpsDatabase(url=url),
+            "ops_database": OpsDatabaseResource(url=url),
             "model_serving": ModelServing(),
             "model_training": IntentModelTraining(models_dir=str(root / "models")),
         })

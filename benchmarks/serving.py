@@ -4,11 +4,11 @@
 
 Everything runs against the loopback Messages API (ai_assets_tests.doubles.messages_api_server, a real
 HTTP server on 127.0.0.1 in this process) through the real `anthropic` SDK, with the production
-wiring: `ModelServing(...).router(...)` over a fresh temporary SQLite operations database (cold
+wiring: `ModelServing(...).cascade(...)` over a fresh temporary SQLite operations database (cold
 cache, its own usage ledger), `ModelServing.budget(db)` and `.deadline()`.
 
 1. LLM path. 2,000 BANKING77 messages (the 1,506 replay rows plus the first 494 validation rows,
-   all distinct, so no answer comes from the cache) all go to the Claude tier (router with no
+   all distinct, so no answer comes from the cache) all go to the Claude tier (cascade with no
    local model). Server: 300 ms latency per answer, a token bucket of 20 requests/s (burst 20),
    429 with retry-after when it is empty. Client as an operator would set it: 1,200 requests/min
    (= the server's 20/s), 8 in flight (300 ms x 20/s needs >= 6). Targets: throughput >= 0.9 x 20/s
@@ -167,16 +167,16 @@ def llm_path(server: MessagesAPIServer, texts: list[str], truth: list[str], labe
     with tempfile.TemporaryDirectory(prefix="ai_assets_bench_serving_") as tmp:
         db = OpsDb.open(f"sqlite:///{tmp}/ops.db")
         try:
-            router = serving.router(None, 1.01, labels, db, run_id=run_id, partition="bench")
+            cascade = serving.cascade(None, 1.01, labels, db, run_id=run_id, partition="bench")
             if burst_seconds is not None:  # the proposed fix, applied from outside the library
                 limiter = RateLimiter(requests_per_minute=rpm, tokens_per_minute=tpm, burst_seconds=burst_seconds)
-                for tier in router.claude_tiers:
+                for tier in cascade.claude_tiers:
                     tier.limiter = limiter
-            limiter = router.claude_tiers[0].limiter
+            limiter = cascade.claude_tiers[0].limiter
             admissions = AdmissionRecorder(limiter)
             budget, deadline = serving.budget(db), serving.deadline()
             started = time.monotonic()
-            results = router.enrich(texts, budget, deadline)
+            results = cascade.enrich(texts, budget, deadline)
             seconds = time.monotonic() - started
             stats = server.stats()
             records = server.requests("messages")
@@ -194,14 +194,14 @@ def llm_path(server: MessagesAPIServer, texts: list[str], truth: list[str], labe
     refused_times = sorted(rec.t - started for rec in records if rec.status == 429)
     accepted = sorted(rec.t for rec in records if rec.status != 429)
     admitted = sorted(admissions.times)
-    breakers = {t.name: dataclasses.asdict(t.breaker.stats()) for t in router.claude_tiers}
+    breakers = {t.name: dataclasses.asdict(t.breaker.stats()) for t in cascade.claude_tiers}
     for b in breakers.values():
         b["state"] = str(b["state"].value)
     return {
         "client": {"requests_per_minute": rpm, "tokens_per_minute": tpm, "max_concurrency": concurrency,
                    "limiter_burst_seconds": burst_seconds if burst_seconds is not None else 1.0,
                    "limiter_capacity_requests": round(rpm / 60 * (burst_seconds or 1.0), 2),
-                   "router_workers": router.max_workers},
+                   "router_workers": cascade.max_workers},
         "messages": len(texts),
         "seconds": r(seconds),
         "throughput_msg_per_s": r(len(texts) / seconds),
@@ -257,15 +257,15 @@ def shared_limit_burst(server: MessagesAPIServer, texts: list[str], labels: list
     with tempfile.TemporaryDirectory(prefix="ai_assets_bench_burst_") as tmp:
         db = OpsDb.open(f"sqlite:///{tmp}/ops.db")
         try:
-            router = serving.router(None, 1.01, labels, db, run_id="bench-burst", partition="bench")
+            cascade = serving.cascade(None, 1.01, labels, db, run_id="bench-burst", partition="bench")
             started = time.monotonic()
-            results = router.enrich(texts, serving.budget(db), serving.deadline())
+            results = cascade.enrich(texts, serving.budget(db), serving.deadline())
             seconds = time.monotonic() - started
         finally:
             db.dispose()
     stats = server.stats()
     breakers = {t.name: {"state": t.breaker.stats().state.value, "opened": t.breaker.stats().opened,
-                         "rejected": t.breaker.stats().rejected} for t in router.claude_tiers}
+                         "rejected": t.breaker.stats().rejected} for t in cascade.claude_tiers}
     return {"what": f"{refused} x 429 injected at the start (retry-after 1 s), then the same server as above; "
                     f"{len(texts)} messages, production configuration",
             "messages": len(texts), "seconds": r(seconds),
@@ -304,14 +304,14 @@ def naive_loop(server: MessagesAPIServer, texts: list[str], truth: list[str], la
 
 
 class LocalIntentModel:
-    """The IntentModel as the router's local tier.
+    """The IntentModel as the cascade's local tier.
 
-    `Router` needs `.version` (IntentModel has none; production wraps it in
+    `ModelCascade` needs `.version` (IntentModel has none; production wraps it in
     `ai_assets.serving.live.ProductionModel`, which passes `predict(texts, top_k=1)` through).
-    The router keeps every local answer whose confidence reaches the threshold, out-of-scope
+    The cascade keeps every local answer whose confidence reaches the threshold, out-of-scope
     answers included (their confidence is P(best intent is wrong)). That is the production rule
     (`escalate_out_of_scope=False`). With `escalate_out_of_scope=True` an out-of-scope answer is
-    passed with confidence 0, so the router sends it to Claude: the variant measured beside it.
+    passed with confidence 0, so the cascade sends it to Claude: the variant measured beside it.
     Predictions are memoised per text (the same texts go through several configurations).
     """
 
@@ -400,9 +400,9 @@ def cascade_run(server: MessagesAPIServer, texts: list[str], truth: list[str], l
     with tempfile.TemporaryDirectory(prefix="ai_assets_bench_cascade_") as tmp:
         db = OpsDb.open(f"sqlite:///{tmp}/ops.db")
         try:
-            router = serving.router(local, threshold, labels, db, run_id=run_id, partition="bench")
+            cascade = serving.cascade(local, threshold, labels, db, run_id=run_id, partition="bench")
             started = time.monotonic()
-            results = router.enrich(texts, serving.budget(db), serving.deadline())
+            results = cascade.enrich(texts, serving.budget(db), serving.deadline())
             seconds = time.monotonic() - started
             usage = db.usage.usage_summary(run_id)
         finally:
@@ -485,7 +485,7 @@ def findings(report: dict, args: argparse.Namespace) -> list[str]:
                    f"{a['accuracy']:.2%} with the assumed {args.error_rate:.0%} LLM error rate (the local model's "
                    f"automated answers are {c['local_accuracy']:.2%} right).")
         e = cs["cascade_escalate_out_of_scope"]
-        out.append(f"The router keeps local out_of_scope answers over the threshold ({c['local_out_of_scope_answers']} "
+        out.append(f"The cascade keeps local out_of_scope answers over the threshold ({c['local_out_of_scope_answers']} "
                    f"on this all-in-scope split, all wrong); escalating them to Claude instead costs "
                    f"{e['claude_calls'] - c['claude_calls']} more calls and changes accuracy by "
                    f"{e['accuracy'] - c['accuracy']:+.4f}. AutomationPolicy never automates out_of_scope, so in "
@@ -560,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {naive['throughput_msg_per_s']} msg/s", flush=True)
         goal = 0.9 * args.rps
         report["llm_path"] = {
-            "what": "ModelServing.router(local=None) -> Router.enrich: every message to the Claude tier, "
+            "what": "ModelServing.cascade(local=None) -> ModelCascade.enrich: every message to the Claude tier, "
                     "real anthropic SDK, loopback server with a token-bucket request limit",
             "input": f"{len(texts)} distinct BANKING77 texts: {min(len(texts), len(split['replay']))} replay "
                      f"rows + {max(0, len(texts) - len(split['replay']))} validation rows (replay has only "
@@ -634,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
                                    model.threshold, run_id="bench-cascade-oos", **kw)
             a, c = all_claude["cost_per_1000_usd"], cascade["cost_per_1000_usd"]
             report["cascade"] = {
-                "what": "replay split through ModelServing.router: everything to Claude vs the IntentModel "
+                "what": "replay split through ModelServing.cascade: everything to Claude vs the IntentModel "
                         "first and Claude only below its threshold",
                 "assumptions": {
                     "oracle_error_rate": args.error_rate,
@@ -656,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "intent_model": model_info,
                 "all_claude": all_claude,
-                "cascade": {"what": "production rule: the router keeps local answers at >= threshold, "
+                "cascade": {"what": "production rule: the cascade keeps local answers at >= threshold, "
                                     "out_of_scope ones included", **cascade},
                 "cascade_escalate_out_of_scope": {
                     "what": "variant: local out_of_scope answers sent to Claude whatever their confidence "
@@ -673,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     report["total_seconds"] = r(time.monotonic() - t_start, 1)
     report["notes"] = ("Server and client share one process (and 2 CPU cores with other work); the "
                        "server's arrival times are stamped by its handler threads. Throughput is messages "
-                       "/ wall time of Router.enrich. No assertions anywhere.")
+                       "/ wall time of ModelCascade.enrich. No assertions anywhere.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
 

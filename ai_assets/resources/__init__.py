@@ -23,10 +23,10 @@ from ai_assets.resources.ingestion_policy import IngestionPolicy
 from ai_assets.resources.landing_zone import LandingZone
 from ai_assets.resources.model_serving import ModelServing
 from ai_assets.resources.model_training import IntentModelTraining
-from ai_assets.resources.ops_database import OpsDatabase
+from ai_assets.resources.ops_database import OpsDatabaseResource
 from ai_assets.resources.parquet_io_manager import ParquetIOManager
 
-__all__ = ["ActionSettings", "IngestionPolicy", "IntentModelTraining", "LandingZone", "ModelServing", "OpsDatabase",
+__all__ = ["ActionSettings", "IngestionPolicy", "IntentModelTraining", "LandingZone", "ModelServing", "OpsDatabaseResource",
            "ParquetIOManager", "build_resources"]
 
 
@@ -96,7 +96,7 @@ def build_resources() -> dict[str, object]:
         "io_manager": ParquetIOManager(base_dir=str(storage_dir())),
         "ingestion_policy": ingestion_policy_from_env(),
         # A PostgreSQL URL may carry a password: through EnvVar it never shows in the UI.
-        "ops_database": OpsDatabase(url=EnvVar("AI_ASSETS_OPS_DB_URL") if os.environ.get("AI_ASSETS_OPS_DB_URL")
+        "ops_database": OpsDatabaseResource(url=EnvVar("AI_ASSETS_OPS_DB_URL") if os.environ.get("AI_ASSETS_OPS_DB_URL")
                                     else default_url()),
         "model_serving": model_serving_from_env(),
         "action_settings": action_settings_from_env(),

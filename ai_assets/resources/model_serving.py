@@ -1,4 +1,4 @@
-"""Model-serving settings as a Dagster resource, and the router built from them per run.
+"""Model-serving settings as a Dagster resource, and the cascade built from them per run.
 
 The LLM tiers are on only when an API key is configured (`ANTHROPIC_API_KEY`); without one
 every message is served by the local model and the lower tiers, at no cost. Budgets are
@@ -28,7 +28,7 @@ from ai_assets.actions.routing_policy import load_policy
 from ai_assets.ops_db import OpsDb
 from ai_assets.serving.llm.claude_tier import ClaudeTier, default_retry
 from ai_assets.serving.live import LiveServing, production_model
-from ai_assets.serving.cascade import LocalModel, Router
+from ai_assets.serving.cascade import LocalModel, ModelCascade
 
 # USD per million tokens (input, output); the batch discount is applied by the price table.
 DEFAULT_PRICES = {"claude-sonnet-4-5": [3.0, 15.0], "claude-haiku-4-5": [1.0, 5.0]}
@@ -82,8 +82,8 @@ class ModelServing(ConfigurableResource):
     def deadline(self) -> Deadline:
         return Deadline(self.partition_deadline_s)
 
-    def router(self, local: LocalModel | None, local_threshold: float, labels: list[str], db: OpsDb,
-               run_id: str | None = None, partition: str | None = None) -> Router:
+    def cascade(self, local: LocalModel | None, local_threshold: float, labels: list[str], db: OpsDb,
+               run_id: str | None = None, partition: str | None = None) -> ModelCascade:
         tiers = []
         if self.llm_enabled:
             client = anthropic.Anthropic(api_key=self.anthropic_api_key, base_url=self.anthropic_base_url,
@@ -104,7 +104,7 @@ class ModelServing(ConfigurableResource):
                                            cooldown=self.circuit_cooldown_s),
                     retry=default_retry(), cache=db.cache, record_usage=record_usage,
                     call_timeout_s=self.call_timeout_s, prompt_version=self.prompt_version))
-        return Router(local=local, local_threshold=local_threshold, claude_tiers=tiers,
+        return ModelCascade(local=local, local_threshold=local_threshold, claude_tiers=tiers,
                       max_workers=self.max_concurrency)
 
     def live(self, db: OpsDb, *, run_id: str | None = None, partition: str | None = None,
@@ -116,7 +116,7 @@ class ModelServing(ConfigurableResource):
         threshold = model.record.confidence_threshold if model else 1.0
         return LiveServing(
             model=model,
-            router=self.router(model, threshold, labels, db, run_id=run_id, partition=partition),
+            cascade=self.cascade(model, threshold, labels, db, run_id=run_id, partition=partition),
             automation=AutomationPolicy(threshold, frozenset(labels), self.llm_min_confidence),
             policy=load_policy(labels=labels),
             budget=self.budget(db, on_alert=on_alert),

@@ -13,7 +13,7 @@ def _open(url: str) -> OpsDb:
     return OpsDb.open(url)
 
 
-class OpsDatabase(ConfigurableResource):
+class OpsDatabaseResource(ConfigurableResource):
     """SQLite file by default, PostgreSQL in production (`AI_ASSETS_OPS_DB_URL`)."""
 
     url: str

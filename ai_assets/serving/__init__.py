@@ -1,4 +1,4 @@
-"""Model serving without Dagster: the tiers, the cascade router and their protections.
+"""Model serving without Dagster: the tiers, the model cascade and their protections.
 
 `ai_assets.resources.model_serving` configures these from the environment for Dagster.
 """

@@ -30,7 +30,7 @@ from ai_assets.serving.llm.claude_batches import classify_batch
 from ai_assets.serving.llm.claude_tier import ClaudeTier
 from ai_assets.serving.outcomes import TierAnswer, TierFailure
 
-__all__ = ["HUMAN", "KEYWORDS", "LOCAL", "NEEDS_HUMAN", "Enrichment", "Router", "template_summary", "total_cost"]
+__all__ = ["HUMAN", "KEYWORDS", "LOCAL", "NEEDS_HUMAN", "Enrichment", "ModelCascade", "template_summary", "total_cost"]
 
 
 class LocalModel(Protocol):
@@ -56,7 +56,7 @@ def template_summary(intent: str) -> str:
 
 
 @dataclass
-class Router:
+class ModelCascade:
     local: LocalModel | None
     local_threshold: float
     claude_tiers: list[ClaudeTier]

@@ -17,7 +17,7 @@ from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE, is_out_of_scope_
 
 
 @dataclass(frozen=True)
-class RoutedRow:
+class CascadeRow:
     intent: str
     automated: bool
     tier: str
@@ -37,7 +37,7 @@ def _percentiles(values: Sequence[float]) -> dict[str, float | None]:
             "mean": round(float(arr.mean()), 3)}
 
 
-def routing_report(labels: Sequence[str], rows: Sequence[RoutedRow]) -> dict:
+def cascade_report(labels: Sequence[str], rows: Sequence[CascadeRow]) -> dict:
     from sklearn.metrics import f1_score
 
     if len(labels) != len(rows):

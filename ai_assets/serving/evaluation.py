@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ai_assets.ingestion.normalise import normalise_text
 from ai_assets.ingestion.pii import mask_pii
-from ai_assets.serving.cascade_report import RoutedRow, routing_report
+from ai_assets.serving.cascade_report import CascadeRow, cascade_report
 from ai_assets.schemas import MIN_TEXT_CHARS
 from ai_assets.simulator import load_replay_source
 from ai_assets.serving.live import LiveServing
@@ -48,8 +48,8 @@ def evaluate_rows(rows: list[tuple[str, str]], live: LiveServing, *, max_text_ch
     started = time.perf_counter()
     records = live.serve(texts)
     seconds = time.perf_counter() - started
-    report = routing_report(labels, [
-        RoutedRow(r["intent"], r["automated"], r["tier"], r["latency_ms"], Decimal(str(r["cost_usd"])))
+    report = cascade_report(labels, [
+        CascadeRow(r["intent"], r["automated"], r["tier"], r["latency_ms"], Decimal(str(r["cost_usd"])))
         for r in records])
     return {
         **report,

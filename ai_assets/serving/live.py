@@ -23,7 +23,7 @@ from ai_assets.actions.routing_policy import RoutingPolicy
 from ai_assets.serving.intent.text_encoders import encoder_named
 from ai_assets.ops_db import OpsDb
 from ai_assets.ops_db.registry import ModelRecord
-from ai_assets.serving.cascade import Enrichment, Router
+from ai_assets.serving.cascade import Enrichment, ModelCascade
 
 
 class ArtifactError(RuntimeError):
@@ -72,7 +72,7 @@ class LiveServing:
     """Everything one run needs to serve messages the production way."""
 
     model: ProductionModel | None
-    router: Router
+    cascade: ModelCascade
     automation: AutomationPolicy
     policy: RoutingPolicy
     budget: Budget
@@ -86,7 +86,7 @@ class LiveServing:
     def serve(self, texts: Sequence[str], *, use_batch: bool = False) -> list[dict[str, Any]]:
         """One enrichment record per text, in order (columns: ENRICHED_COLUMNS less those
         `enriched_messages` passes through from validated_messages: ids, channel, time, text)."""
-        enrichments: list[Enrichment] = self.router.enrich(list(texts), self.budget, self.deadline,
+        enrichments: list[Enrichment] = self.cascade.enrich(list(texts), self.budget, self.deadline,
                                                            use_batch=use_batch)
         records = []
         for text, e in zip(texts, enrichments, strict=True):

@@ -23,7 +23,7 @@ class TierAnswer:
 
 @dataclass
 class TierFailure(Exception):
-    """Why a tier gave no valid answer; the router records it as the fallback reason."""
+    """Why a tier gave no valid answer; the cascade records it as the fallback reason."""
 
     tier: str
     kind: str  # rate_limited | overloaded | server_error | timeout | connection | malformed_output |

@@ -138,7 +138,7 @@ def shape_tool_input(tool: Mapping[str, Any], label_field: str | None,
 
 
 @dataclass(frozen=True)
-class Decision:
+class OracleAnswer:
     label: str  # what the oracle answers
     true_label: str  # what the mapping says (or the unknown label)
     wrong: bool  # answered a deliberately different label
@@ -225,7 +225,7 @@ class LabelOracle:
         return self._lookup(user_text)[1]
 
     def decide(self, user_text: str, allowed: Iterable[str] | None = None,
-               error_rate: float = 0.0, seed: int = 0) -> Decision:
+               error_rate: float = 0.0, seed: int = 0) -> OracleAnswer:
         """The oracle's answer for a user text: what the server will send, predictable by tests."""
         key, true = self._lookup(user_text)
         known = true is not None
@@ -242,7 +242,7 @@ class LabelOracle:
             wrong = True
         lo, hi = self.wrong_confidence if wrong else self.confidence
         confidence = round(lo + (hi - lo) * unit_hash(seed, "confidence", key), 3)
-        return Decision(label, true, wrong, known, key, confidence)
+        return OracleAnswer(label, true, wrong, known, key, confidence)
 
     def __call__(self, request: OracleRequest) -> OracleAnswer:
         d = self.decide(request.user_text, request.allowed_labels, request.error_rate, request.seed)

@@ -8,7 +8,7 @@ from dagster import EnvVar
 from ai_assets.data.datasets import load_categories, split_banking77
 from ai_assets.resources import model_serving_from_env
 from ai_assets.resources.model_serving import ModelServing
-from ai_assets.resources.ops_database import OpsDatabase
+from ai_assets.resources.ops_database import OpsDatabaseResource
 from ai_assets.serving.cascade import LOCAL
 from ai_assets_tests.doubles import MessagesAPIServer
 from ai_assets_tests.doubles.oracle import banking77_labels
@@ -23,19 +23,19 @@ def serving(server, **overrides) -> ModelServing:
 
 
 def test_without_an_api_key_no_llm_tier_exists(tmp_path):
-    db = OpsDatabase(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
-    router = ModelServing().router(None, 0.5, LABELS, db)
-    assert router.claude_tiers == []
+    db = OpsDatabaseResource(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
+    cascade = ModelServing().cascade(None, 0.5, LABELS, db)
+    assert cascade.claude_tiers == []
 
 
 def test_calls_are_recorded_cached_and_paid_once(tmp_path):
-    db = OpsDatabase(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
+    db = OpsDatabaseResource(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
     with MessagesAPIServer(banking77_labels()) as server:
         config = serving(server)
         for run in ("run-1", "run-2"):
-            router = config.router(None, 1.01, LABELS, db, run_id=run, partition="2026-11-20")
-            router.claude_tiers = router.claude_tiers[:1]  # the primary alone, for exact counts
-            results = router.enrich(TEXTS, config.budget(db), config.deadline())
+            cascade = config.cascade(None, 1.01, LABELS, db, run_id=run, partition="2026-11-20")
+            cascade.claude_tiers = cascade.claude_tiers[:1]  # the primary alone, for exact counts
+            results = cascade.enrich(TEXTS, config.budget(db), config.deadline())
             assert all(r.answer.tier == "claude-sonnet-4-5" for r in results)
         assert server.stats().messages_requests == len(TEXTS)  # the second run paid for nothing
     first, second = db.usage.usage_summary("run-1"), db.usage.usage_summary("run-2")
@@ -44,13 +44,13 @@ def test_calls_are_recorded_cached_and_paid_once(tmp_path):
 
 
 def test_daily_budget_counts_what_earlier_runs_spent(tmp_path):
-    db = OpsDatabase(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
+    db = OpsDatabaseResource(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
     db.usage.record(tier="claude-sonnet-4-5", model="claude-sonnet-4-5", cost_usd=Decimal("1.00"),
                     at=datetime.now(timezone.utc) - timedelta(minutes=5))
     with MessagesAPIServer(banking77_labels()) as server:
         config = serving(server, daily_budget_usd=1.0)
         alerts = []
-        results = config.router(None, 1.01, LABELS, db).enrich(
+        results = config.cascade(None, 1.01, LABELS, db).enrich(
             TEXTS[:3], config.budget(db, on_alert=alerts.append), config.deadline())
         assert server.stats().messages_requests == 0
     assert all("budget_exhausted" in r.fallback_reason for r in results)
@@ -59,7 +59,7 @@ def test_daily_budget_counts_what_earlier_runs_spent(tmp_path):
 
 
 def test_an_evaluation_has_its_own_budget_and_leaves_live_traffic_s_day_alone(tmp_path):
-    db = OpsDatabase(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
+    db = OpsDatabaseResource(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
     db.usage.record(tier="claude-sonnet-4-5", model="claude-sonnet-4-5", cost_usd=Decimal("1.00"),
                     run_id="live-run", at=datetime.now(timezone.utc) - timedelta(minutes=5))
     with MessagesAPIServer(banking77_labels()) as server:

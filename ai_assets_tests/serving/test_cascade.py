@@ -1,4 +1,4 @@
-"""The cascade router end to end: real SDK, loopback API server, real local model."""
+"""The cascade cascade end to end: real SDK, loopback API server, real local model."""
 
 from decimal import Decimal
 
@@ -9,18 +9,18 @@ from sklearn.tree import DecisionTreeClassifier
 
 from ai_assets.data.datasets import split_banking77
 from ai_assets.serving.resilience.deadline import Deadline
-from ai_assets.serving.cascade import HUMAN, KEYWORDS, LOCAL, NEEDS_HUMAN, Router, total_cost
+from ai_assets.serving.cascade import HUMAN, KEYWORDS, LOCAL, NEEDS_HUMAN, ModelCascade, total_cost
 from ai_assets_tests.serving.conftest import LABELS, PRIMARY, SECONDARY, MemoryCache, Prediction, budget
 
 TEXTS = [r.text for r in split_banking77()["validation"][:60]]
 
 
-def router(local, tiers, threshold=0.5):
-    return Router(local=local, local_threshold=threshold, claude_tiers=tiers, max_workers=4)
+def cascade(local, tiers, threshold=0.5):
+    return ModelCascade(local=local, local_threshold=threshold, claude_tiers=tiers, max_workers=4)
 
 
 def test_only_unsure_messages_reach_the_llm(server, make_tier, local_model):
-    results = router(local_model, [make_tier()]).enrich(TEXTS, budget(), Deadline(60))
+    results = cascade(local_model, [make_tier()]).enrich(TEXTS, budget(), Deadline(60))
     local_conf = [p.confidence for p in local_model.predict(TEXTS)]
     unsure = sum(c < 0.5 for c in local_conf)
     assert 0 < unsure < len(TEXTS)
@@ -49,14 +49,14 @@ def test_a_threshold_of_one_sends_even_certain_local_answers_on(server, make_tie
     """A stored threshold of 1.0 stands for "none reaches the target precision"."""
     local = CertainLocalModel()
     assert {p.confidence for p in local.predict(TEXTS[:5])} == {1.0}
-    results = router(local, [make_tier()], threshold=1.0).enrich(TEXTS[:5], budget(), Deadline(60))
+    results = cascade(local, [make_tier()], threshold=1.0).enrich(TEXTS[:5], budget(), Deadline(60))
     assert {r.answer.tier for r in results} == {PRIMARY}
     assert all(r.local is not None and r.local.confidence == 1.0 for r in results)
 
 
 def test_overloaded_primary_falls_back_to_the_second_model(server, make_tier, local_model):
     server.configure(fault_schedule=lambda i, body: "overloaded" if body.get("model") == PRIMARY else None)
-    results = router(local_model, [make_tier(PRIMARY, max_attempts=2), make_tier(SECONDARY)],
+    results = cascade(local_model, [make_tier(PRIMARY, max_attempts=2), make_tier(SECONDARY)],
                      threshold=1.01).enrich(TEXTS[:5], budget(), Deadline(60))
     assert {r.answer.tier for r in results} == {SECONDARY}
     # Each saw the 529 itself, or the breaker that the 529s opened.
@@ -73,14 +73,14 @@ def test_overloaded_primary_falls_back_to_the_second_model(server, make_tier, lo
 def test_every_failure_kind_falls_back_to_the_local_answer(server, make_tier, local_model, fault, kind):
     server.configure(fault_rates={fault: 1.0})
     tier = make_tier(max_attempts=2, failure_threshold=100)  # breaker out of the way here
-    results = router(local_model, [tier], threshold=1.01).enrich(TEXTS[:3], budget(), Deadline(60))
+    results = cascade(local_model, [tier], threshold=1.01).enrich(TEXTS[:3], budget(), Deadline(60))
     assert {r.answer.tier for r in results} == {LOCAL}
     assert all(f"{PRIMARY}: {kind}" in r.fallback_reason for r in results), results[0].fallback_reason
 
 
 def test_a_hang_times_out_and_falls_back(server, make_tier, local_model):
     server.configure(fault_rates={"hang": 1.0}, hang_s=5)
-    results = router(local_model, [make_tier(max_attempts=1, timeout=0.5)], threshold=1.01).enrich(
+    results = cascade(local_model, [make_tier(max_attempts=1, timeout=0.5)], threshold=1.01).enrich(
         TEXTS[:2], budget(), Deadline(60))
     assert all(f"{PRIMARY}: timeout" in r.fallback_reason and r.answer.tier == LOCAL for r in results)
 
@@ -88,7 +88,7 @@ def test_a_hang_times_out_and_falls_back(server, make_tier, local_model):
 def test_429_with_retry_after_is_honoured_then_succeeds(server, make_tier, local_model):
     server.inject("rate_limit", 1)
     server.configure(retry_after_s=1)
-    results = router(local_model, [make_tier()], threshold=1.01).enrich(TEXTS[:1], budget(), Deadline(60))
+    results = cascade(local_model, [make_tier()], threshold=1.01).enrich(TEXTS[:1], budget(), Deadline(60))
     assert results[0].answer.tier == PRIMARY
     times = server.stats().request_times
     assert len(times) == 2 and times[1] - times[0] >= 0.95
@@ -97,7 +97,7 @@ def test_429_with_retry_after_is_honoured_then_succeeds(server, make_tier, local
 def test_circuit_breaker_stops_calling_a_failing_tier(server, make_tier, local_model):
     server.configure(fault_rates={"api_error": 1.0})
     tier = make_tier(failure_threshold=3, max_attempts=1)
-    r = Router(local=local_model, local_threshold=1.01, claude_tiers=[tier], max_workers=1)
+    r = ModelCascade(local=local_model, local_threshold=1.01, claude_tiers=[tier], max_workers=1)
     results = r.enrich(TEXTS[:10], budget(), Deadline(60))
     assert server.stats().messages_requests == 3  # then the breaker opened
     reasons = [res.fallback_reason for res in results]
@@ -110,7 +110,7 @@ def test_rate_limits_pause_the_tier_but_never_open_its_breaker(server, make_tier
     server.inject("rate_limit", 5)
     server.configure(retry_after_s=0)
     tier = make_tier(failure_threshold=3, max_attempts=1)
-    r = Router(local=local_model, local_threshold=1.01, claude_tiers=[tier], max_workers=1)
+    r = ModelCascade(local=local_model, local_threshold=1.01, claude_tiers=[tier], max_workers=1)
     results = r.enrich(TEXTS[:8], budget(), Deadline(60))
     assert tier.breaker.state == "closed"
     assert [res.answer.tier for res in results].count(PRIMARY) == 3
@@ -118,7 +118,7 @@ def test_rate_limits_pause_the_tier_but_never_open_its_breaker(server, make_tier
 
 
 def test_budget_exhausted_makes_no_paid_call(server, make_tier, local_model):
-    results = router(local_model, [make_tier()], threshold=1.01).enrich(
+    results = cascade(local_model, [make_tier()], threshold=1.01).enrich(
         TEXTS[:5], budget(daily="0.000001"), Deadline(60))
     assert server.stats().messages_requests == 0
     assert all("budget_exhausted" in r.fallback_reason and r.answer.tier == LOCAL for r in results)
@@ -126,21 +126,21 @@ def test_budget_exhausted_makes_no_paid_call(server, make_tier, local_model):
 
 def test_run_budget_stops_paid_calls_midway(server, make_tier, local_model):
     b = budget(run="0.01")
-    results = router(local_model, [make_tier()], threshold=1.01).enrich(TEXTS[:30], b, Deadline(60))
+    results = cascade(local_model, [make_tier()], threshold=1.01).enrich(TEXTS[:30], b, Deadline(60))
     paid = [r for r in results if r.answer.tier == PRIMARY]
     assert 0 < len(paid) < 30
     assert total_cost(results) <= Decimal("0.01")
 
 
 def test_expired_deadline_sends_the_rest_to_the_local_tier(server, make_tier, local_model):
-    results = router(local_model, [make_tier()], threshold=1.01).enrich(TEXTS[:5], budget(), Deadline(0))
+    results = cascade(local_model, [make_tier()], threshold=1.01).enrich(TEXTS[:5], budget(), Deadline(0))
     assert server.stats().messages_requests == 0
     assert all(r.answer.tier == LOCAL and "deadline" in r.fallback_reason for r in results)
 
 
 def test_second_run_is_served_from_the_cache(server, make_tier, local_model):
     cache = MemoryCache()
-    r = router(local_model, [make_tier(cache=cache)], threshold=1.01)
+    r = cascade(local_model, [make_tier(cache=cache)], threshold=1.01)
     first = r.enrich(TEXTS[:10], budget(), Deadline(60))
     calls = server.stats().messages_requests
     second = r.enrich(TEXTS[:10], budget(), Deadline(60))
@@ -150,7 +150,7 @@ def test_second_run_is_served_from_the_cache(server, make_tier, local_model):
 
 
 def test_without_a_local_model_keywords_then_a_person(make_tier):
-    r = Router(local=None, local_threshold=0.5, claude_tiers=[], max_workers=1)
+    r = ModelCascade(local=None, local_threshold=0.5, claude_tiers=[], max_workers=1)
     stolen, weather = r.enrich(["Someone stole my card", "Will it rain in Leeds?"], budget(), Deadline(60))
     assert (stolen.answer.tier, stolen.answer.intent) == (KEYWORDS, "lost_or_stolen_card")
     assert (weather.answer.tier, weather.answer.intent) == (HUMAN, NEEDS_HUMAN)
@@ -165,7 +165,7 @@ INJECTIONS = [
 
 def test_prompt_injection_cannot_leave_the_allowed_labels(server, make_tier, local_model):
     # The oracle answers whatever enum value the text steers it to; validation holds the line.
-    results = router(local_model, [make_tier()], threshold=1.01).enrich(INJECTIONS, budget(), Deadline(60))
+    results = cascade(local_model, [make_tier()], threshold=1.01).enrich(INJECTIONS, budget(), Deadline(60))
     for result in results:
         assert result.answer.intent in set(LABELS) | {"out_of_scope"}
         assert "<" not in result.answer.summary
@@ -176,7 +176,7 @@ def test_prompt_injection_cannot_leave_the_allowed_labels(server, make_tier, loc
 
 def test_backfill_batch_answers_at_half_price(server, make_tier, local_model):
     tier = make_tier()
-    results = router(local_model, [tier], threshold=1.01).enrich(TEXTS[:8], budget(), Deadline(60),
+    results = cascade(local_model, [tier], threshold=1.01).enrich(TEXTS[:8], budget(), Deadline(60),
                                                                   use_batch=True)
     stats = server.stats()
     assert stats.batches_created == 1 and stats.batch_requests == 8 and stats.messages_requests == 0
@@ -188,7 +188,7 @@ def test_backfill_batch_answers_at_half_price(server, make_tier, local_model):
 @pytest.mark.parametrize("knob", ["batch_errored_rate", "batch_expired_rate"])
 def test_batch_errors_and_expiry_fall_back_per_message(server, make_tier, local_model, knob):
     server.configure(**{knob: 0.5})
-    results = router(local_model, [make_tier()], threshold=1.01).enrich(TEXTS[:12], budget(), Deadline(60),
+    results = cascade(local_model, [make_tier()], threshold=1.01).enrich(TEXTS[:12], budget(), Deadline(60),
                                                                    use_batch=True)
     stats = server.stats()
     failed_in_batch = [r for r in results if "batch_" in r.fallback_reason]

@@ -4,18 +4,18 @@ from decimal import Decimal
 
 import pytest
 
-from ai_assets.serving.cascade_report import RoutedRow, routing_report
+from ai_assets.serving.cascade_report import CascadeRow, cascade_report
 
 
 def row(intent, automated, tier="local", latency=1.0, cost="0"):
-    return RoutedRow(intent, automated, tier, latency, Decimal(cost))
+    return CascadeRow(intent, automated, tier, latency, Decimal(cost))
 
 
 def test_report_counts_out_of_scope_rows_as_must_not_automate():
     labels = ["card_arrival", "card_arrival", "pin_blocked", "oos", "OUT_OF_SCOPE"]
     rows = [row("card_arrival", True), row("pin_blocked", True), row("pin_blocked", False, "claude", 300, "0.004"),
             row("out_of_scope", False), row("card_arrival", True, latency=3.0)]
-    report = routing_report(labels, rows)
+    report = cascade_report(labels, rows)
     assert report["accuracy"] == pytest.approx(3 / 5)
     assert report["automated_share"] == pytest.approx(3 / 5)
     assert report["automated_precision"] == pytest.approx(1 / 3)
@@ -28,7 +28,7 @@ def test_report_counts_out_of_scope_rows_as_must_not_automate():
 
 
 def test_report_without_out_of_scope_or_automation_says_none():
-    report = routing_report(["card_arrival"], [row("card_arrival", False)])
+    report = cascade_report(["card_arrival"], [row("card_arrival", False)])
     assert report["out_of_scope_automated"] is None and report["automated_precision"] is None
     with pytest.raises(ValueError, match="1 labels but 0 routed rows"):
-        routing_report(["x"], [])
+        cascade_report(["x"], [])

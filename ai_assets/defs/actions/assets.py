@@ -13,7 +13,7 @@ from ai_assets.actions.delivery import OutboxStore
 from ai_assets.ops_db import AuditContext, pipeline_actor
 from ai_assets.actions.ledger import ActionLedger, MessageDecision, outcome_counts
 from ai_assets.resources.actions import ActionSettings
-from ai_assets.resources.ops_database import OpsDatabase
+from ai_assets.resources.ops_database import OpsDatabaseResource
 
 GROUP = "actions"
 # A database that restarts or drops off mid-step fails the step cleanly (each message is its
@@ -45,7 +45,7 @@ def triage_decisions(context: AssetExecutionContext, enriched_messages: pd.DataF
 @asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"postgres", "pandas"}, retry_policy=DB_RETRY,
        metadata={"dagster/column_schema": column_schema(ACTION_COLUMNS)})
 def case_actions(context: AssetExecutionContext, triage_decisions: pd.DataFrame, action_settings: ActionSettings,
-                 ops_database: OpsDatabase) -> Output[pd.DataFrame]:
+                 ops_database: OpsDatabaseResource) -> Output[pd.DataFrame]:
     """Each decision carried out in one transaction: the customer's case opened or updated, the
     e-mail and case event written to the outbox, review items for people, the audit rows.
     Re-runs and backfills act on nothing twice; a person's edit to a case is never overwritten."""
@@ -76,7 +76,7 @@ def case_actions(context: AssetExecutionContext, triage_decisions: pd.DataFrame,
 
 @asset(partitions_def=daily_partitions, group_name=GROUP, deps=[case_actions], kinds={"email", "postgres"})
 def outbox_deliveries(context: AssetExecutionContext, action_settings: ActionSettings,
-                      ops_database: OpsDatabase) -> MaterializeResult:
+                      ops_database: OpsDatabaseResource) -> MaterializeResult:
     """The day's outbox delivered: e-mail over SMTP and case events over webhooks, each with a
     stable Message-ID / Idempotency-Key, retried with backoff; after the last attempt a row is a
     dead letter and the `no_dead_letters` check fails."""

@@ -9,7 +9,7 @@ from ai_assets.defs.actions.assets import case_actions, outbox_deliveries, triag
 from ai_assets.defs.common import daily_partitions
 from ai_assets.actions.delivery import OutboxStore
 from ai_assets.actions.ledger import Tally, action_tally
-from ai_assets.resources.ops_database import OpsDatabase
+from ai_assets.resources.ops_database import OpsDatabaseResource
 
 EVERY_MESSAGE_TRIAGED_ONCE = "every_message_triaged_once"
 EVERY_DECISION_ACTED_ONCE = "every_decision_acted_once"
@@ -37,7 +37,7 @@ def every_message_triaged_once(triage_decisions: pd.DataFrame, enriched_messages
 @asset_check(asset=case_actions, name=EVERY_DECISION_ACTED_ONCE, partitions_def=daily_partitions, blocking=True,
              additional_ins={"triage_decisions": AssetIn("triage_decisions")})
 def every_decision_acted_once(case_actions: pd.DataFrame, triage_decisions: pd.DataFrame,
-                              ops_database: OpsDatabase) -> AssetCheckResult:
+                              ops_database: OpsDatabaseResource) -> AssetCheckResult:
     """Counted in the operations database, not trusted from the step: every decision of the day
     is in the ledger once under its policy version with its own content, each acted one with its
     case change, e-mail, event and audit row, each review with its review item, each message
@@ -65,7 +65,7 @@ def every_decision_acted_once(case_actions: pd.DataFrame, triage_decisions: pd.D
 
 
 @asset_check(asset=outbox_deliveries, name=NO_DEAD_LETTERS, partitions_def=daily_partitions)
-def no_dead_letters(context: AssetCheckExecutionContext, ops_database: OpsDatabase) -> AssetCheckResult:
+def no_dead_letters(context: AssetCheckExecutionContext, ops_database: OpsDatabaseResource) -> AssetCheckResult:
     """An e-mail or event that gave up after the last attempt is an alert: a customer or the
     case system is waiting for something that will not come until someone requeues it."""
     store = OutboxStore(ops_database.db().sessions)

@@ -5,12 +5,12 @@ from dagster import DefaultScheduleStatus, Failure, OpExecutionContext, Schedule
 
 from ai_assets.ops_db import AuditContext, pipeline_actor
 from ai_assets.resources.actions import ActionSettings
-from ai_assets.resources.ops_database import OpsDatabase
+from ai_assets.resources.ops_database import OpsDatabaseResource
 
 
 @op
 def deliver_pending_outbox(context: OpExecutionContext, action_settings: ActionSettings,
-                           ops_database: OpsDatabase) -> None:
+                           ops_database: OpsDatabaseResource) -> None:
     """Deliver every due outbox row; a new dead letter fails the run (the alert)."""
     report = action_settings.deliver(ops_database.db(), AuditContext(pipeline_actor(context.run_id), context.run_id))
     context.log.info(f"outbox sweep: attempted {report.attempted}, delivered {report.delivered}, "

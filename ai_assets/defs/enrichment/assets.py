@@ -10,7 +10,7 @@ from ai_assets.defs.ingestion.assets import column_schema
 from ai_assets.defs.model.assets import production_intent_model
 from ai_assets.defs.common import daily_partitions
 from ai_assets.resources.model_serving import ModelServing
-from ai_assets.resources.ops_database import OpsDatabase
+from ai_assets.resources.ops_database import OpsDatabaseResource
 from ai_assets.serving.live import serving_summary
 
 GROUP = "enrichment"
@@ -26,7 +26,7 @@ SERVED_COLUMNS = [c for c in ENRICHED_COLUMNS if c not in PASSED_THROUGH]
     metadata={"dagster/column_schema": column_schema(ENRICHED_COLUMNS)},
 )
 def enriched_messages(context: AssetExecutionContext, validated_messages: pd.DataFrame,
-                      model_serving: ModelServing, ops_database: OpsDatabase) -> Output[pd.DataFrame]:
+                      model_serving: ModelServing, ops_database: OpsDatabaseResource) -> Output[pd.DataFrame]:
     """Each validated message with its intent, confidence, queue, priority and summary, and
     whether it may be acted on without a person: the local model first, Claude for the unsure
     ones while the budget allows, then keyword rules and people."""

@@ -1,4 +1,4 @@
-"""Ingestion assets: thin Dagster wiring around `ai_assets.core`."""
+"""Ingestion assets: thin Dagster wiring around `ai_assets.ingestion`."""
 
 
 import time

@@ -20,7 +20,7 @@ from ai_assets.serving.intent.training import first_per_intent, train_candidate
 from ai_assets.serving.intent.out_of_scope import load_out_of_scope
 from ai_assets.serving.intent.text_encoders import encoder_named
 from ai_assets.resources.model_training import IntentModelTraining
-from ai_assets.resources.ops_database import OpsDatabase
+from ai_assets.resources.ops_database import OpsDatabaseResource
 
 GROUP = "model"
 MODEL_VERSION = "model_version"  # metadata key: the registry version this run trained
@@ -64,7 +64,7 @@ def production_version_gated_against(context: AssetExecutionContext) -> int | No
 
 @asset(group_name=GROUP, kinds={"scikitlearn"})
 def intent_model(context: AssetExecutionContext, model_training: IntentModelTraining,
-                 ops_database: OpsDatabase) -> MaterializeResult:
+                 ops_database: OpsDatabaseResource) -> MaterializeResult:
     """A candidate intent model trained on the BANKING77 training split and the hand-written
     out-of-scope messages, with its threshold for the target precision fixed on validation,
     registered as a candidate. It serves traffic only after the promotion gate passes."""
@@ -99,7 +99,7 @@ def intent_model(context: AssetExecutionContext, model_training: IntentModelTrai
 
 
 @asset(group_name=GROUP, deps=[intent_model], kinds={"postgres"})
-def production_intent_model(context: AssetExecutionContext, ops_database: OpsDatabase) -> MaterializeResult:
+def production_intent_model(context: AssetExecutionContext, ops_database: OpsDatabaseResource) -> MaterializeResult:
     """The version live traffic uses: the candidate of this run, promoted once the blocking
     promotion gate passed. `ai-assets model rollback` restores the previous one.
 

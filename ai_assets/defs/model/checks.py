@@ -6,7 +6,7 @@ from ai_assets.serving.intent.intent_model import INTENT_MODEL
 from ai_assets.serving.intent.promotion import gate_failures
 from ai_assets.defs.model.assets import GATED_AGAINST, PROMOTION_GATE, intent_model, version_trained_in_run
 from ai_assets.resources.model_training import IntentModelTraining
-from ai_assets.resources.ops_database import OpsDatabase
+from ai_assets.resources.ops_database import OpsDatabaseResource
 
 
 @asset_check(asset=intent_model, name=PROMOTION_GATE, blocking=True,
@@ -15,7 +15,7 @@ from ai_assets.resources.ops_database import OpsDatabase
                          "automates too many held-out out-of-scope messages, or for which no "
                          "confidence threshold reaches the target precision.")
 def candidate_not_worse_than_production(context: AssetCheckExecutionContext, model_training: IntentModelTraining,
-                                        ops_database: OpsDatabase) -> AssetCheckResult:
+                                        ops_database: OpsDatabaseResource) -> AssetCheckResult:
     registry = ops_database.db().registry
     candidate = registry.get(INTENT_MODEL, version_trained_in_run(context, intent_model.key))
     production = registry.get_production(INTENT_MODEL)

@@ -2,7 +2,7 @@
 
 One batch per partition for the messages the cache cannot answer; polled with backoff until
 it ends or the partition deadline comes. Anything errored, expired, malformed or unfinished
-comes back as a TierFailure, and the router falls back per message (the synchronous tiers,
+comes back as a TierFailure, and the cascade falls back per message (the synchronous tiers,
 then the local answer) — a batch never leaves a message unclassified.
 """
 

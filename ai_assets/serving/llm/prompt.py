@@ -2,7 +2,7 @@
 
 The model answers only through one tool whose `intent` is an enum of the allowed labels.
 Everything it returns is untrusted input: an answer that fails validation is rejected and
-the router tries the next tier. The customer's text is data, never instructions: it is
+the cascade tries the next tier. The customer's text is data, never instructions: it is
 escaped inside a delimited block, and nothing the model says can choose an action — actions
 come from the routing policy keyed by the validated intent.
 """

@@ -1,4 +1,4 @@
-"""The resilience primitives the model router composes, importable from one place.
+"""The resilience primitives the model cascade composes, importable from one place.
 
 Each lives in its own module (plain Python, thread-safe, time injected so tests are
 deterministic); this module only gathers them. One way a paid call composes them::

@@ -17,7 +17,7 @@ reservation) they can, by at most the calls in flight.
 Alerts: at most once per window and level, ``on_alert`` receives a :class:`BudgetAlert`:
 ``WARNING`` when spend reaches the warning fraction (default 80%), ``EXHAUSTED`` when paid
 calls start being refused, that is when spend reaches the limit or the first call that does
-not fit in what is left is denied (the router degrades to the local tier from then on).
+not fit in what is left is denied (the cascade degrades to the local tier from then on).
 The callback runs outside the lock.
 """
 

@@ -12,7 +12,7 @@ States::
     HALF_OPEN --probe succeeds--> CLOSED (cooldown back to its base)
     HALF_OPEN --probe fails-----> OPEN   (cooldown * multiplier, capped)
 
-OPEN rejects at once with :class:`CircuitOpen` (no network wait), so the router falls
+OPEN rejects at once with :class:`CircuitOpen` (no network wait), so the cascade falls
 through to the next tier immediately. HALF_OPEN admits at most ``half_open_max_calls``
 probes at a time; other callers are rejected until a probe reports back.
 

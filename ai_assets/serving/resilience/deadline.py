@@ -1,6 +1,6 @@
 """A latency budget with an absolute end, and the clock/sleep types the resilience code injects.
 
-Every time-dependent class in the model router takes its time source as a plain callable
+Every time-dependent class in the model cascade takes its time source as a plain callable
 (monotonic seconds) and, where it waits, a sleep function. Production passes
 ``time.monotonic`` and ``time.sleep``; tests pass a fake clock whose ``sleep`` advances the
 clock, so waiting code runs deterministically and instantly.
@@ -27,7 +27,7 @@ class DeadlineExceeded(TimeoutError):
     """The latency budget ran out, or the next wait would have run past it.
 
     ``attempts`` is how many calls were made before giving up (0 when the deadline had
-    already passed), ``last_error`` the failure of the last attempt, if any. The router
+    already passed), ``last_error`` the failure of the last attempt, if any. The cascade
     routes the remaining messages of a partition to the local tier when it sees this.
     """
 

@@ -5,7 +5,7 @@ concurrent callers instead of having them hit a recovering server in lock-step. 
 ``retry-after`` is a floor: we never retry sooner than it asked. The random draws come from
 a generator the policy owns, seeded on request, so a test sees the same delays every run.
 
-Which errors are worth retrying is the caller's decision (a predicate): only the router knows
+Which errors are worth retrying is the caller's decision (a predicate): only the cascade knows
 that a 529 or a connection reset is transient and a 400 is not.
 """
 
@@ -38,7 +38,7 @@ class RetryPolicy:
     - The n-th retry waits a uniform draw in ``[0, min(max_delay, base_delay * multiplier**(n-1))]``.
     - If ``retry_after(error)`` gives a number, the wait is ``max(retry_after, that draw)``.
       A server asking for more than ``max_delay`` is not retried early: the policy gives up
-      and re-raises, so the router can move to the next tier instead of being refused again.
+      and re-raises, so the cascade can move to the next tier instead of being refused again.
     - With a ``deadline``, the policy never sleeps past it: if the next wait would not end
       before the deadline (leaving no time for the call) it raises :class:`DeadlineExceeded`
       (chained to the last error) at once.

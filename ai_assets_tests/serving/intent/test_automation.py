@@ -132,7 +132,7 @@ def test_a_confident_llm_answer_is_automated_only_when_the_local_model_agrees(lo
 
 def test_a_threshold_of_one_automates_nothing():
     """The registry stores "no threshold reaches the target precision" (infinity) as 1.0:
-    a confidence of exactly 1.0 must not pass it, on the local tier or in the router."""
+    a confidence of exactly 1.0 must not pass it, on the local tier or in the cascade."""
     unreachable = AutomationPolicy(local_threshold=1.0, labels=LABELS)
     assert unreachable.decide("Where is my card?", "card_arrival", 1.0, "local", local_intent="card_arrival") == \
         "below_threshold: threshold 1.000 automates nothing"
