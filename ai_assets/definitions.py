@@ -1,36 +1,32 @@
-"""The one Definitions object of the ai_assets code location."""
+"""The one Definitions object of the ai_assets code location: every area of `ai_assets.defs`
+merged, with the resources from the environment."""
 
-from collections.abc import Mapping
+import importlib
+import pkgutil
+from collections.abc import Iterator, Mapping
 
 from dagster import Definitions, in_process_executor
 
-from ai_assets.defs.actions.assets import case_actions, outbox_deliveries, triage_decisions
-from ai_assets.defs.actions.checks import action_checks
-from ai_assets.defs.actions.jobs import outbox_retry_job, outbox_retry_schedule
-from ai_assets.defs.enrichment.assets import enriched_messages
-from ai_assets.defs.enrichment.checks import enrichment_checks
-from ai_assets.defs.ingestion.assets import raw_messages, validate_messages
-from ai_assets.defs.ingestion.checks import freshness_checks, freshness_sensor, partition_checks
-from ai_assets.defs.ingestion.sensors import daily_ingestion_schedule, ingestion_job, landing_zone_sensor
-from ai_assets.defs.model.assets import intent_model, production_intent_model
-from ai_assets.defs.model.checks import model_checks
-from ai_assets.defs.model.jobs import model_training_job
+import ai_assets.defs
 from ai_assets.resources import build_resources
+
+
+def area_definitions() -> Iterator[Definitions]:
+    """The `defs` of every package under `ai_assets/defs`, in name order."""
+    for area in sorted(m.name for m in pkgutil.iter_modules(ai_assets.defs.__path__) if m.ispkg):
+        yield importlib.import_module(f"{ai_assets.defs.__name__}.{area}").defs
 
 
 def build_defs(resources: Mapping[str, object]) -> Definitions:
     """All definitions with the given resources; tests pass their own, `defs` uses the env's."""
-    return Definitions(
-        assets=[raw_messages, validate_messages, intent_model, production_intent_model, enriched_messages,
-                triage_decisions, case_actions, outbox_deliveries],
-        asset_checks=[*partition_checks, *freshness_checks, *model_checks, *enrichment_checks, *action_checks],
-        jobs=[ingestion_job, model_training_job, outbox_retry_job],
-        schedules=[daily_ingestion_schedule, outbox_retry_schedule],
-        sensors=[landing_zone_sensor, freshness_sensor],
-        resources=dict(resources),
-        # Steps are short pandas work: a process per step (the multiprocess default) costs
-        # seconds of imports each. Parallelism comes from one run per partition instead.
-        executor=in_process_executor,
+    return Definitions.merge(
+        *area_definitions(),
+        Definitions(
+            resources=dict(resources),
+            # Steps are short pandas work: a process per step (the multiprocess default) costs
+            # seconds of imports each. Parallelism comes from one run per partition instead.
+            executor=in_process_executor,
+        ),
     )
 
 

@@ -9,12 +9,10 @@ from dataclasses import dataclass
 
 from dagster import AssetSelection, DagsterInstance, Definitions, define_asset_job
 
-from ai_assets.defs.ingestion.checks import freshness_checks
-from ai_assets.defs.ingestion.sensors import ingestion_job
-from ai_assets.defs.model.jobs import model_training_job
+from ai_assets.defs.common import FRESHNESS_CHECK_KEYS, INGESTION_JOB, MODEL_TRAINING_JOB
 
-INGESTION_JOB = ingestion_job.name
-MODEL_TRAINING_JOB = model_training_job.name
+__all__ = ["INGESTION_JOB", "MODEL_TRAINING_JOB", "RunOutcome", "run_job", "run_partitions",
+           "run_unpartitioned_checks"]
 # Step-by-step event logs go to the instance (and the UI); the terminal shows warnings only.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -39,7 +37,7 @@ def run_partitions(defs: Definitions, instance: DagsterInstance, days: Iterable[
 
 def run_unpartitioned_checks(defs: Definitions, instance: DagsterInstance) -> RunOutcome:
     """The freshness checks, the way their sensor runs them."""
-    job = define_asset_job("asset_wide_checks", selection=AssetSelection.checks(*freshness_checks))
+    job = define_asset_job("asset_wide_checks", selection=AssetSelection.checks(*FRESHNESS_CHECK_KEYS))
     resolved = Definitions.merge(defs, Definitions(jobs=[job])).resolve_job_def("asset_wide_checks")
     result = resolved.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
     return RunOutcome(None, result.run_id, result.success)

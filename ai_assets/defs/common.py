@@ -1,5 +1,28 @@
-from dagster import DailyPartitionsDefinition
+"""What the Dagster areas share without importing each other: the partitions, the group and
+job names, the keys of assets another area depends on, and the column-schema helper."""
+
+from dagster import AssetCheckKey, AssetKey, DailyPartitionsDefinition, TableColumn, TableSchema
 
 # One partition per UTC day of inbox traffic; every layer shares it so a backfill of a
 # range of days reprocesses the whole chain for those days.
 daily_partitions = DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
+
+INGESTION_GROUP = "ingestion"
+MODEL_GROUP = "model"
+ENRICHMENT_GROUP = "enrichment"
+ACTIONS_GROUP = "actions"
+
+INGESTION_JOB = "ingestion_job"  # the whole daily pipeline: landing files to delivered actions
+MODEL_TRAINING_JOB = "model_training_job"
+
+# Referenced across areas by key, so no area imports another's asset objects.
+PRODUCTION_INTENT_MODEL = AssetKey("production_intent_model")
+# The asset-wide freshness checks of the ingestion area (Dagster names them `freshness_check`):
+# they judge the latest partition, so their own sensor runs them, never a partition's run.
+FRESHNESS_CHECK_KEYS = tuple(AssetCheckKey(AssetKey(name), "freshness_check")
+                             for name in ("raw_messages", "validated_messages", "quarantined_messages"))
+
+
+def column_schema(columns: dict[str, str]) -> TableSchema:
+    """The `dagster/column_schema` metadata the UI shows on an asset page."""
+    return TableSchema(columns=[TableColumn(name, type=kind) for name, kind in columns.items()])

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, AssetSelection, Definitions, asset, define_asset_job
 
-from ai_assets.defs.ingestion.sensors import ingestion_job
+from ai_assets.defs.pipeline.jobs import ingestion_job
 from ai_assets.defs.common import daily_partitions
 from ai_assets.cli.instance_status import asset_status
 

@@ -9,7 +9,8 @@ from datetime import date, datetime, timedelta, timezone
 
 from dagster import DefaultScheduleStatus, DefaultSensorStatus, build_schedule_context, build_sensor_context
 
-from ai_assets.defs.ingestion.sensors import daily_ingestion_schedule, landing_zone_sensor
+from ai_assets.defs.ingestion.sensors import landing_zone_sensor
+from ai_assets.defs.pipeline.jobs import daily_ingestion_schedule
 from ai_assets.resources import LandingZone
 
 MONDAY = date(2025, 3, 3)

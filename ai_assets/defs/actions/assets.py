@@ -7,15 +7,14 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Out
 
 from ai_assets.schemas import ACTION_COLUMNS, TRIAGE_COLUMNS
 from ai_assets.actions.triage import triage_frame
-from ai_assets.defs.ingestion.assets import column_schema
-from ai_assets.defs.common import daily_partitions
+from ai_assets.defs.common import ACTIONS_GROUP, column_schema, daily_partitions
 from ai_assets.actions.delivery import OutboxStore
 from ai_assets.ops_db import AuditContext, pipeline_actor
 from ai_assets.actions.ledger import ActionLedger, MessageDecision, outcome_counts
 from ai_assets.resources.actions import ActionSettings
 from ai_assets.resources.ops_database import OpsDatabaseResource
 
-GROUP = "actions"
+GROUP = ACTIONS_GROUP
 # A database that restarts or drops off mid-step fails the step cleanly (each message is its
 # own transaction); the retry finds what was done by its idempotency keys and does the rest.
 DB_RETRY = RetryPolicy(max_retries=3, delay=2.0)

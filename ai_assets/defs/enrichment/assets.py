@@ -6,14 +6,12 @@ import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from ai_assets.schemas import ENRICHED_COLUMNS
-from ai_assets.defs.ingestion.assets import column_schema
-from ai_assets.defs.model.assets import production_intent_model
-from ai_assets.defs.common import daily_partitions
+from ai_assets.defs.common import ENRICHMENT_GROUP, PRODUCTION_INTENT_MODEL, column_schema, daily_partitions
 from ai_assets.resources.model_serving import ModelServing
 from ai_assets.resources.ops_database import OpsDatabaseResource
 from ai_assets.serving.live import serving_summary
 
-GROUP = "enrichment"
+GROUP = ENRICHMENT_GROUP
 PASSED_THROUGH = ["message_id", "customer_id", "channel", "received_at", "text"]
 SERVED_COLUMNS = [c for c in ENRICHED_COLUMNS if c not in PASSED_THROUGH]
 
@@ -21,7 +19,7 @@ SERVED_COLUMNS = [c for c in ENRICHED_COLUMNS if c not in PASSED_THROUGH]
 @asset(
     partitions_def=daily_partitions,
     group_name=GROUP,
-    deps=[production_intent_model],
+    deps=[PRODUCTION_INTENT_MODEL],
     kinds={"pandas", "parquet", "anthropic"},
     metadata={"dagster/column_schema": column_schema(ENRICHED_COLUMNS)},
 )

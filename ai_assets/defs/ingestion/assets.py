@@ -11,8 +11,6 @@ from dagster import (
     AssetOut,
     MetadataValue,
     Output,
-    TableColumn,
-    TableSchema,
     asset,
     multi_asset,
 )
@@ -22,11 +20,11 @@ from ai_assets.ingestion.landing_files import LandingFileRefused
 from ai_assets.ingestion.parsing import PARSE_REASONS, decode_record, parse_lines
 from ai_assets.schemas import QUARANTINE_COLUMNS, VALIDATED_COLUMNS
 from ai_assets.ingestion.validation import validate_partition
-from ai_assets.defs.common import daily_partitions
+from ai_assets.defs.common import INGESTION_GROUP, column_schema, daily_partitions
 from ai_assets.resources.ingestion_policy import IngestionPolicy
 from ai_assets.resources.landing_zone import LandingZone
 
-GROUP = "ingestion"
+GROUP = INGESTION_GROUP
 # A day with thousands of invented field names must not flood the event log.
 MAX_FIELDS_SHOWN = 100
 RAW_COLUMNS = {
@@ -35,10 +33,6 @@ RAW_COLUMNS = {
     "raw": "string (the line as received; invalid UTF-8 bytes replaced; the first 4 KB of a line over 64 KiB)",
     "parse_error": f"string or null ({' | '.join(PARSE_REASONS)})",
 }
-
-
-def column_schema(columns: dict[str, str]) -> TableSchema:
-    return TableSchema(columns=[TableColumn(name, type=kind) for name, kind in columns.items()])
 
 
 def records_by_file(raw: pd.DataFrame) -> dict[str, list[dict]]:

@@ -1,49 +1,20 @@
-"""Event-driven ingestion: a run per day that received new files, a schedule as safety net."""
+"""Event-driven ingestion: a run of the daily pipeline per day that received new files."""
 
 import json
 from datetime import date, datetime, timedelta, timezone
 from typing import Literal
 
 from dagster import (
-    AssetSelection,
-    DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    build_schedule_from_partitioned_job,
-    define_asset_job,
     sensor,
 )
 
-from ai_assets.defs.actions.assets import GROUP as ACTIONS_GROUP
-from ai_assets.defs.enrichment.assets import enriched_messages
-from ai_assets.defs.ingestion.assets import GROUP
-from ai_assets.defs.ingestion.checks import freshness_checks
-from ai_assets.defs.common import daily_partitions
+from ai_assets.defs.common import INGESTION_JOB, daily_partitions
 from ai_assets.resources.landing_zone import LandingZone
-
-ingestion_job = define_asset_job(
-    "ingestion_job",
-    # Freshness checks look at the latest partition, not the run's: their own sensor runs them.
-    # (Materializing from an asset page in the UI may include them; they are read-only.)
-    # Enrichment and actions run in the same run as validation: only then do the blocking
-    # checks on validated_messages and enriched_messages stop a bad day from reaching the
-    # models and the customers.
-    selection=(AssetSelection.groups(GROUP, ACTIONS_GROUP) | AssetSelection.assets(enriched_messages))
-    - AssetSelection.checks(*freshness_checks),
-    partitions_def=daily_partitions,
-    description="Landing files of one day to validated, enriched and acted-on messages, outbox delivered, "
-                "with all checks.",
-)
-
-# 01:30 UTC: re-runs yesterday even if no sensor fired, so a silent upstream shows as a
-# zero-volume day with a failed volume check instead of a missing partition.
-daily_ingestion_schedule = build_schedule_from_partitioned_job(
-    ingestion_job, hour_of_day=1, minute_of_hour=30,
-    default_status=DefaultScheduleStatus.RUNNING,
-)
 
 
 def _landing_day(name: str) -> date | None:
@@ -81,7 +52,7 @@ def _ignored_note(ignored: list[str], last: str | None) -> str:
             f"({daily_partitions.get_first_partition_key()}..{last}) nor today or tomorrow UTC: {ignored}")
 
 
-@sensor(job=ingestion_job, default_status=DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
+@sensor(job_name=INGESTION_JOB, default_status=DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
 def landing_zone_sensor(context: SensorEvaluationContext, landing_zone: LandingZone):
     """Starts one run per day whose landing files changed since the last tick. The cursor keeps
     each day's file fingerprint; the run key repeats it, so a re-evaluated tick never launches

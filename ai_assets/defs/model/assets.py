@@ -14,6 +14,7 @@ from dagster import (
     asset,
 )
 
+from ai_assets.defs.common import MODEL_GROUP
 from ai_assets.data.datasets import split_banking77
 from ai_assets.serving.intent.intent_model import INTENT_MODEL
 from ai_assets.serving.intent.training import first_per_intent, train_candidate
@@ -22,7 +23,7 @@ from ai_assets.serving.intent.text_encoders import encoder_named
 from ai_assets.resources.model_training import IntentModelTraining
 from ai_assets.resources.ops_database import OpsDatabaseResource
 
-GROUP = "model"
+GROUP = MODEL_GROUP
 MODEL_VERSION = "model_version"  # metadata key: the registry version this run trained
 PROMOTION_GATE = "candidate_not_worse_than_production"  # the blocking check on intent_model
 GATED_AGAINST = "production_version"  # its metadata key: the production version it compared with
