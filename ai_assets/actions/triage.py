@@ -17,6 +17,7 @@ from enum import StrEnum
 
 import pandas as pd
 
+from ai_assets.data.datasets import intent_words
 from ai_assets.serving.intent.automation import NEEDS_HUMAN
 from ai_assets.serving.llm.prompt import OUT_OF_SCOPE
 from ai_assets.actions.routing_policy import RoutingPolicy
@@ -87,7 +88,7 @@ def event_key(action_key: str) -> str:
 
 def topic(intent: str) -> str:
     """The words a customer e-mail uses for an intent: `card_arrival` -> "card arrival"."""
-    return intent.replace("_", " ").rstrip("?").lower()
+    return intent_words(intent).lower()
 
 
 def triage_frame(enriched: pd.DataFrame, policy: RoutingPolicy) -> pd.DataFrame:

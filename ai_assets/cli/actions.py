@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 
 import click
 
-
-def _actor() -> str:
-    return os.environ.get("USER") or os.environ.get("LOGNAME") or "cli"
+from ai_assets.config import Settings
 
 
 def _db():
@@ -81,7 +78,7 @@ def outbox_deliver(partition: str | None, deadline_s: float) -> None:
 
     with _db() as db:
         report = action_settings_from_env(in_dagster=False).deliver(
-            db, AuditContext(f"cli outbox deliver by {_actor()}"), partition=partition, deadline_s=deadline_s)
+            db, AuditContext(f"cli outbox deliver by {Settings.from_env().actor}"), partition=partition, deadline_s=deadline_s)
     click.echo(json.dumps({"attempted": report.attempted, "delivered": report.delivered,
                            "failed_will_retry": report.failed, "dead": report.dead}, sort_keys=True))
     if report.dead:
@@ -106,6 +103,6 @@ def outbox_requeue(outbox_ids: tuple[int, ...]) -> None:
             requeued = store.requeue(outbox_id)
             if requeued:
                 row = store.get(outbox_id)
-                db.audit.record(AuditContext(f"cli outbox requeue by {_actor()}", None, row.partition),
+                db.audit.record(AuditContext(f"cli outbox requeue by {Settings.from_env().actor}", None, row.partition),
                                 AuditEvent.REQUEUE, message_id=row.message_id, outbox_id=outbox_id, kind=row.kind)
             click.echo(f"{outbox_id}: {'requeued' if requeued else 'not dead, unchanged'}")

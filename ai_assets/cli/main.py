@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ai_assets.config import Settings
+
 from ai_assets.serving.intent.intent_model import INTENT_MODEL
 from ai_assets.ingestion.parsing import NOT_A_JSON_OBJECT, parse_line
 from ai_assets.simulator import (
@@ -35,15 +37,13 @@ DEMO_FAULTS = ("unparseable=0.01,missing_field=0.01,wrong_type=0.01,duplicate_id
 
 
 def _landing_dir() -> Path:
-    from ai_assets.resources import landing_dir
-
-    return landing_dir()
+    return Settings.from_env().landing_dir
 
 
 def _instance():
     from dagster import DagsterInstance
 
-    if not os.environ.get("DAGSTER_HOME"):
+    if not Settings.from_env().dagster_home:
         raise click.ClickException("DAGSTER_HOME is not set: run through `make` or export it")
     return DagsterInstance.get()
 
@@ -384,10 +384,6 @@ def _registry() -> Iterator["ModelRegistry"]:
         yield db.registry
 
 
-def _actor() -> str:
-    return os.environ.get("USER") or os.environ.get("LOGNAME") or "cli"
-
-
 @main.group()
 def model() -> None:
     """The model registry in the operations database (AI_ASSETS_OPS_DB_URL)."""
@@ -424,7 +420,7 @@ def promote(version: int, name: str, reason: str) -> None:
 
     try:
         with _registry() as registry:
-            record = registry.promote(name, version, actor=_actor(), reason=reason)
+            record = registry.promote(name, version, actor=Settings.from_env().actor, reason=reason)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{name} v{record.version} is production")
@@ -439,7 +435,7 @@ def rollback(name: str, reason: str) -> None:
 
     try:
         with _registry() as registry:
-            record = registry.rollback(name, actor=_actor(), reason=reason)
+            record = registry.rollback(name, actor=Settings.from_env().actor, reason=reason)
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"{name} v{record.version} is production again")

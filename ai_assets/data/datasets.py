@@ -62,3 +62,9 @@ def split_banking77(rows: list[LabelledText] | None = None) -> dict[Split, list[
         out["validation"] += ordered[n_train : n_train + n_val]
         out["replay"] += ordered[n_train + n_val :]
     return out
+
+
+def intent_words(intent: str) -> str:
+    """A label as words for a sentence: `card_arrival` -> `card arrival`,
+    `reverted_card_payment?` -> `reverted card payment`."""
+    return intent.replace("_", " ").rstrip("?")

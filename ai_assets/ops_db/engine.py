@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -27,6 +26,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from ai_assets.config import ops_db_url
+
 SQLITE_BUSY_TIMEOUT_S = 30.0
 _BEGIN_OPTION = "ops_db_sqlite_begin"
 _BEGIN_MODES = {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}
@@ -34,11 +35,7 @@ _BEGIN_MODES = {"DEFERRED", "IMMEDIATE", "EXCLUSIVE"}
 
 def default_url() -> str:
     """`AI_ASSETS_OPS_DB_URL`, else a SQLite file `ops.db` in `AI_ASSETS_DATA_DIR` (default ./var)."""
-    explicit = os.environ.get("AI_ASSETS_OPS_DB_URL")
-    if explicit:
-        return explicit
-    data_dir = Path(os.environ.get("AI_ASSETS_DATA_DIR", "var")).absolute()
-    return f"sqlite:///{data_dir / 'ops.db'}"
+    return ops_db_url()
 
 
 def normalise_url(url: str | URL) -> URL:

@@ -1,23 +1,14 @@
-"""The one place that decides local versus production configuration.
+"""The resources of the code location, built from `ai_assets.config` (the one environment reader;
+its docstring lists every variable). Secrets (the Anthropic key and base URL, the operations
+database URL, the SMTP password, the webhook URL and secret) stay `EnvVar` references in
+Dagster, so they are never part of the stored run configuration."""
 
-Everything comes from the environment: `AI_ASSETS_DATA_DIR` (default `./var`) holds the
-landing zone, the asset storage, the model artifacts and the SQLite operations database;
-`AI_ASSETS_LANDING_DIR`, `AI_ASSETS_STORAGE_DIR`, `AI_ASSETS_MODELS_DIR` and
-`AI_ASSETS_OPS_DB_URL` (PostgreSQL in production) override each part;
-`AI_ASSETS_MAX_FILE_BYTES` bounds one landing file (default 64 MiB; larger files are refused). The LLM tiers are on
-only when `ANTHROPIC_API_KEY` is set; the key and `ANTHROPIC_BASE_URL` (a gateway; unset: the
-SDK's default) are read through `EnvVar`, so they are never part of the stored run
-configuration.
-"""
-
-
-import os
 from pathlib import Path
 
 from dagster import EnvVar
 
+from ai_assets.config import Settings, ops_db_url, secret
 from ai_assets.ingestion.landing_files import DEFAULT_MAX_FILE_BYTES
-from ai_assets.ops_db import default_url
 from ai_assets.resources.actions import ActionSettings
 from ai_assets.resources.ingestion_policy import IngestionPolicy
 from ai_assets.resources.landing_zone import LandingZone
@@ -26,83 +17,72 @@ from ai_assets.resources.model_training import IntentModelTraining
 from ai_assets.resources.ops_database import OpsDatabaseResource
 from ai_assets.resources.parquet_io_manager import ParquetIOManager
 
-__all__ = ["ActionSettings", "IngestionPolicy", "IntentModelTraining", "LandingZone", "ModelServing", "OpsDatabaseResource",
-           "ParquetIOManager", "build_resources"]
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("AI_ASSETS_DATA_DIR", "var")).absolute()
+__all__ = ["ActionSettings", "IngestionPolicy", "IntentModelTraining", "LandingZone", "ModelServing",
+           "OpsDatabaseResource", "ParquetIOManager", "build_resources"]
 
 
 def landing_dir() -> Path:
-    return Path(os.environ.get("AI_ASSETS_LANDING_DIR", data_dir() / "landing")).absolute()
-
-
-def storage_dir() -> Path:
-    return Path(os.environ.get("AI_ASSETS_STORAGE_DIR", data_dir() / "storage")).absolute()
-
-
-def models_dir() -> Path:
-    return Path(os.environ.get("AI_ASSETS_MODELS_DIR", data_dir() / "models")).absolute()
+    return Settings.from_env().landing_dir
 
 
 def ingestion_policy_from_env() -> IngestionPolicy:
     """Layer 1's thresholds; `ai-assets evaluate` uses the same, to treat rows as live traffic."""
-    return IngestionPolicy(quarantine_ceiling=float(os.environ.get("AI_ASSETS_QUARANTINE_CEILING", "0.20")))
+    return IngestionPolicy(quarantine_ceiling=Settings.from_env().quarantine_ceiling)
 
 
 def model_serving_from_env(in_dagster: bool = True) -> ModelServing:
     """In Dagster the key and base URL stay `EnvVar` references, resolved at run time;
     outside (the CLI) the resource is used directly, so it takes the values."""
-    env = os.environ
+    settings = Settings.from_env()
     return ModelServing(
         anthropic_api_key=_secret("ANTHROPIC_API_KEY", in_dagster),
         anthropic_base_url=_secret("ANTHROPIC_BASE_URL", in_dagster),
-        daily_budget_usd=float(env.get("AI_ASSETS_LLM_DAILY_BUDGET_USD", "20")),
-        run_budget_usd=float(env.get("AI_ASSETS_LLM_RUN_BUDGET_USD", "5")),
+        daily_budget_usd=settings.llm_daily_budget_usd,
+        run_budget_usd=settings.llm_run_budget_usd,
     )
 
 
 def _secret(name: str, in_dagster: bool) -> EnvVar | str | None:
     """An `EnvVar` reference in Dagster (never stored in run config), the value outside."""
-    value = os.environ.get(name) or None
+    value = secret(name)
     return EnvVar(name) if value and in_dagster else value
 
 
 def action_settings_from_env(in_dagster: bool = True) -> ActionSettings:
     """Without `AI_ASSETS_SMTP_HOST` / `AI_ASSETS_WEBHOOK_URL`, e-mail and events are files in
     `AI_ASSETS_OUTBOX_DIR` (default var/outbox)."""
-    env = os.environ
+    settings = Settings.from_env()
     return ActionSettings(
-        routing_policy_path=env.get("AI_ASSETS_ROUTING_POLICY") or None,
-        outbox_dir=str(Path(env.get("AI_ASSETS_OUTBOX_DIR", data_dir() / "outbox")).absolute()),
-        smtp_host=env.get("AI_ASSETS_SMTP_HOST") or None,
-        smtp_port=int(env.get("AI_ASSETS_SMTP_PORT", "25")),
-        smtp_username=env.get("AI_ASSETS_SMTP_USERNAME") or None,
+        routing_policy_path=settings.routing_policy_path,
+        outbox_dir=str(settings.outbox_dir),
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_username=settings.smtp_username,
         smtp_password=_secret("AI_ASSETS_SMTP_PASSWORD", in_dagster),
-        smtp_starttls=env.get("AI_ASSETS_SMTP_STARTTLS", "false").lower() in ("1", "true", "yes"),
+        smtp_starttls=settings.smtp_starttls,
         webhook_url=_secret("AI_ASSETS_WEBHOOK_URL", in_dagster),  # such URLs often carry a token
         webhook_secret=_secret("AI_ASSETS_WEBHOOK_SECRET", in_dagster),
-        max_attempts=int(env.get("AI_ASSETS_OUTBOX_MAX_ATTEMPTS", "8")),
-        base_backoff_s=float(env.get("AI_ASSETS_OUTBOX_BASE_BACKOFF_S", "30")),
-        delivery_deadline_s=float(env.get("AI_ASSETS_OUTBOX_DEADLINE_S", "20")),
+        max_attempts=settings.outbox_max_attempts,
+        base_backoff_s=settings.outbox_base_backoff_s,
+        delivery_deadline_s=settings.outbox_deadline_s,
     )
 
 
 def build_resources() -> dict[str, object]:
+    settings = Settings.from_env()
     return {
-        "landing_zone": LandingZone(root=str(landing_dir()), max_file_bytes=int(
-            os.environ.get("AI_ASSETS_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES))),
-        "io_manager": ParquetIOManager(base_dir=str(storage_dir())),
+        "landing_zone": LandingZone(root=str(settings.landing_dir),
+                                    max_file_bytes=settings.max_file_bytes or DEFAULT_MAX_FILE_BYTES),
+        "io_manager": ParquetIOManager(base_dir=str(settings.storage_dir)),
         "ingestion_policy": ingestion_policy_from_env(),
         # A PostgreSQL URL may carry a password: through EnvVar it never shows in the UI.
-        "ops_database": OpsDatabaseResource(url=EnvVar("AI_ASSETS_OPS_DB_URL") if os.environ.get("AI_ASSETS_OPS_DB_URL")
-                                    else default_url()),
+        "ops_database": OpsDatabaseResource(url=EnvVar("AI_ASSETS_OPS_DB_URL") if settings.ops_db_url_is_set
+                                            else ops_db_url()),
         "model_serving": model_serving_from_env(),
         "action_settings": action_settings_from_env(),
         "model_training": IntentModelTraining(
-            models_dir=str(models_dir()),
-            encoder=os.environ.get("AI_ASSETS_MODEL_ENCODER", "minilm"),
-            rows_per_intent=int(os.environ.get("AI_ASSETS_MODEL_ROWS_PER_INTENT", "0")),
+            models_dir=str(settings.models_dir),
+            encoder=settings.model_encoder,
+            rows_per_intent=settings.model_rows_per_intent,
         ),
     }

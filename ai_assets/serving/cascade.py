@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
+from ai_assets.data.datasets import intent_words
 from ai_assets.serving.intent.automation import HUMAN_TIER as HUMAN
 from ai_assets.serving.intent.automation import KEYWORD_TIER as KEYWORDS
 from ai_assets.serving.intent.automation import LOCAL_TIER as LOCAL
@@ -52,7 +53,7 @@ class Enrichment:
 
 def template_summary(intent: str) -> str:
     """The lower tiers' summary: the intent in words, no free text from the customer."""
-    return "Customer needs help with: " + intent.replace("_", " ").rstrip("?") + "."
+    return "Customer needs help with: " + intent_words(intent) + "."
 
 
 @dataclass

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -19,7 +19,6 @@ from ai_assets.serving.resilience.budget import Budget
 from ai_assets.serving.resilience.deadline import Deadline
 from ai_assets.serving.intent.intent_model import INTENT_MODEL, IntentModel
 from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE
-from ai_assets.actions.routing_policy import RoutingPolicy
 from ai_assets.serving.intent.text_encoders import encoder_named
 from ai_assets.ops_db import OpsDb
 from ai_assets.ops_db.registry import ModelRecord
@@ -67,6 +66,19 @@ def _money(value: Decimal) -> float:
     return float(value.quantize(Decimal("0.00000001")))
 
 
+class QueueRoute(Protocol):
+    queue: str
+    priority: str
+
+
+class QueuePolicy(Protocol):
+    """Where an intent is handled (`ai_assets.actions.routing_policy.RoutingPolicy`): enrichment
+    records the queue and priority; the policy itself belongs to the actions layer above."""
+    version: str
+
+    def route(self, intent: str) -> QueueRoute: ...
+
+
 @dataclass
 class LiveServing:
     """Everything one run needs to serve messages the production way."""
@@ -74,7 +86,7 @@ class LiveServing:
     model: ProductionModel | None
     cascade: ModelCascade
     automation: AutomationPolicy
-    policy: RoutingPolicy
+    policy: QueuePolicy
     budget: Budget
     deadline: Deadline
     prompt_version: str

@@ -24,6 +24,7 @@ from ai_assets.actions.delivery.transports import DeliveryFailed, Transport
 from ai_assets.ops_db.audit import AuditContext
 from ai_assets.ops_db.outbox import OutboxRow, OutboxStore, truncate_error
 from ai_assets.ops_db.types import utcnow
+from ai_assets.serving.resilience.retry_policy import full_jitter
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,7 @@ def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random,
     not retry together). A receiver's Retry-After is a floor, itself capped at max_s."""
     if attempt < 1:
         raise ValueError("attempt numbers start at 1")
-    try:
-        cap = min(max_s, base_s * 2.0 ** (attempt - 1))
-    except OverflowError:
-        cap = max_s
-    delay = rng.uniform(0.0, cap)
+    delay = full_jitter(attempt, base_s, max_s, rng)
     if retry_after_s is not None:
         delay = max(delay, min(retry_after_s, max_s))
     return delay

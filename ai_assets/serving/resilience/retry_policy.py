@@ -27,6 +27,20 @@ RetryCallback = Callable[[int, BaseException, float], None]
 """``on_retry(retry_number, error, delay)``, called before each sleep (retry_number from 1)."""
 
 
+def backoff_cap(retry_number: int, base_delay: float, max_delay: float, multiplier: float = 2.0) -> float:
+    """The upper end of the full-jitter range for the n-th retry (1-based): capped exponential."""
+    try:
+        return min(max_delay, base_delay * multiplier ** (retry_number - 1))
+    except OverflowError:  # a huge retry number: long past any sensible max_delay
+        return max_delay
+
+
+def full_jitter(retry_number: int, base_delay: float, max_delay: float, rng: random.Random,
+                multiplier: float = 2.0) -> float:
+    """A uniform draw in [0, backoff_cap(...)]: many callers failing together do not retry together."""
+    return rng.uniform(0.0, backoff_cap(retry_number, base_delay, max_delay, multiplier))
+
+
 def _no_retry_after(error: BaseException) -> float | None:
     return None
 
@@ -71,16 +85,12 @@ class RetryPolicy:
 
     def backoff_cap(self, retry_number: int) -> float:
         """The upper end of the jitter range for the n-th retry (1-based)."""
-        try:
-            return min(self.max_delay, self.base_delay * self.multiplier ** (retry_number - 1))
-        except OverflowError:  # a huge retry number: long past any sensible max_delay
-            return self.max_delay
+        return backoff_cap(retry_number, self.base_delay, self.max_delay, self.multiplier)
 
     def backoff(self, retry_number: int) -> float:
         """A full-jitter draw for the n-th retry (1-based)."""
-        cap = self.backoff_cap(retry_number)
         with self._random_lock:
-            return self._random.uniform(0.0, cap)
+            return full_jitter(retry_number, self.base_delay, self.max_delay, self._random, self.multiplier)
 
     def delay(self, retry_number: int, error: BaseException) -> float | None:
         """The wait before the n-th retry after ``error``, or None if the server asks for more than max_delay."""
