@@ -106,7 +106,9 @@ def _smoke_model(models_dir: Path):
 
 
 @contextmanager
-def _database(dialect: str, root: Path) -> Iterator[str]:
+def scratch_database(dialect: str, root: Path) -> Iterator[str]:
+    """A throwaway operations database of one dialect: a SQLite file under `root`, or a fresh
+    PostgreSQL database dropped afterwards. Also used by benchmarks/actions.py."""
     if dialect == "sqlite":
         yield f"sqlite:///{root / 'ops.db'}"
         return
@@ -164,7 +166,7 @@ class ChaosEnv:
 
 @contextmanager
 def chaos_env(dialect: str, messages: int) -> Iterator[ChaosEnv]:
-    with tempfile.TemporaryDirectory(prefix="ai_assets_chaos_") as tmp, _database(dialect, Path(tmp)) as url:
+    with tempfile.TemporaryDirectory(prefix="ai_assets_chaos_") as tmp, scratch_database(dialect, Path(tmp)) as url:
         root = Path(tmp)
         (root / "dagster_home").mkdir()
         (root / "dagster_home" / "dagster.yaml").write_text("")  # the embedded SQLite default

@@ -29,7 +29,7 @@ from ai_assets.actions.triage import content_hash, idempotency_key, triage
 from ai_assets.ops_db import AuditContext, OpsDb, pipeline_actor
 from ai_assets.actions.ledger import ActionLedger, MessageDecision, outcome_counts
 from ai_assets.ops_db.tables import Action
-from ai_assets_tests.chaos import _database
+from ai_assets_tests.chaos import scratch_database
 
 RESULTS = Path(__file__).resolve().parent / "results" / "actions.json"
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     batch = decisions(args.messages)
     results = {"benchmark": "actions", "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
     for dialect in ("sqlite", "postgresql"):
-        with tempfile.TemporaryDirectory() as tmp, _database(dialect, Path(tmp)) as url:
+        with tempfile.TemporaryDirectory() as tmp, scratch_database(dialect, Path(tmp)) as url:
             results[dialect] = measure(url, batch)
             print(f"{dialect}: {json.dumps(results[dialect])}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
