@@ -3,9 +3,9 @@ or send it to review — and the idempotency key that makes doing it twice impos
 
 Pure functions of the enriched row and the routing policy. The confidence was already
 compared with the production model's stored threshold when the message was enriched
-(`automated`, `review_reason`, see `core/automation.py`); triage adds the policy: intents
+(`automated`, `review_reason`, see `serving/intent/automation.py`); triage adds the policy: intents
 that are never automated, and out-of-scope or unanswerable messages. Conflicts with a
-person's edit of the case are found when acting (`ops_db/actions.py`) and also end in review.
+person's edit of the case are found when acting (`actions/ledger.py`) and also end in review.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def build_suite(day: date, max_text_chars: int = MAX_TEXT_CHARS) -> gx.Expectati
         *(e.ExpectColumnValuesToBeOfType(column=c, type_="str")
           for c in ("message_id", "customer_id", "received_at", "text")),
         # Ids reach cases, the outbox, webhooks, the audit log and the e-mail recipient: short
-        # tokens only (see core/identifiers.py), and never a card number or an IBAN.
+        # tokens only (see ingestion/identifiers.py), and never a card number or an IBAN.
         *(e.ExpectColumnValuesToMatchRegex(column=c, regex=ID_REGEX, meta={"means": "id token, <= 64 chars"})
           for c in ("message_id", "customer_id")),
         e.ExpectColumnValuesToBeNull(column="pii_in_ids", meta={"means": "no card number or IBAN as an id"}),

@@ -15,7 +15,7 @@ __all__ = ["LandingZone", "MESSAGES_DIR"]
 class LandingZone(ConfigurableResource):
     """Files under `{root}/messages/YYYY-MM-DD/*.jsonl`; names starting with '.' are in flight.
     Only regular files inside the day folder are read, each up to `max_file_bytes`; symlinks,
-    FIFOs, hard links and over-large files are refused (see `core/landing_files.py`)."""
+    FIFOs, hard links and over-large files are refused (see `ingestion/landing_files.py`)."""
 
     root: str
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES

@@ -36,10 +36,10 @@ from ai_assets.serving.resilience.retry_policy import parse_retry_after
 from ai_assets.ops_db.outbox import OutboxRow
 
 DEFAULT_SENDER = "support@bank.example"
-# Where customer e-mail goes until the CRM's contact lookup exists; ops_db/actions.py and
+# Where customer e-mail goes until the CRM's contact lookup exists; actions/ledger.py and
 # ActionSettings use the same default, so a transport built without one accepts their rows.
 DEFAULT_RECIPIENT_DOMAIN = "customers.bank.example"
-# The contract's id pattern (core/identifiers.py): validation refuses other ids; this is the second wall.
+# The contract's id pattern (ingestion/identifiers.py): validation refuses other ids; this is the second wall.
 CUSTOMER_ID_PATTERN = ID_PATTERN
 # A host name: dot-separated LDH labels of 1-63 characters, no leading/trailing hyphen, and a
 # last label with a letter (so an IP address or a domain literal is not a "domain" here).

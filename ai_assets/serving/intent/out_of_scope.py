@@ -1,10 +1,10 @@
 """The hand-written out-of-scope messages shipped in ai_assets/data/out_of_scope/.
 
-BANKING77 has only in-scope messages. These files (written for this project, see the README
+BANKING77 has only in-scope messages. These files (written for this project, see docs/serving.md
 beside them) give the intent model an `out_of_scope` class to learn and a held-out set to be
 judged on. `train` is used for training and threshold selection; `heldout` and `heldout2` only
 for reports (`heldout` was scored once before train.txt was last extended, `heldout2` was
-written after that; see the README).
+written after that; see docs/serving.md).
 """
 
 from __future__ import annotations
