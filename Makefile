@@ -1,5 +1,6 @@
 # The README's commands. Everything runs from a virtual environment in .venv that this file
-# builds from requirements.lock, so a fresh machine needs nothing but Python >= 3.11.
+# builds from requirements/dev.lock, so a fresh machine needs nothing but Python >= 3.11.
+# The locks (requirements/runtime.lock, requirements/dev.lock) come from pip's resolver: `make lock`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,13 +8,13 @@ export DAGSTER_HOME ?= $(CURDIR)/var/dagster_home
 export AI_ASSETS_DATA_DIR ?= $(CURDIR)/var
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test ui bench chaos validate status clean
+.PHONY: install demo test test-fast lint lock check-install ui bench chaos validate status clean
 
-$(BIN)/.installed: pyproject.toml requirements.lock
+$(BIN)/.installed: pyproject.toml requirements/dev.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required, found " + sys.version'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install --quiet -c requirements/dev.lock -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -28,6 +29,22 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 test: install
 	$(BIN)/python scripts/test_prereqs.py
 	$(BIN)/python -m pytest -n 2 --durations=10
+
+# The inner loop: everything but the tests marked slow (model training, browser, chaos, lifecycle).
+test-fast: install
+	$(BIN)/python -m pytest -n 2 -m "not slow"
+
+lint: install
+	$(BIN)/ruff check ai_assets ai_assets_tests benchmarks scripts
+
+# Re-resolve both locks with pip's resolver (keeps today's pins where they fit; see scripts/lock.py).
+lock: install
+	$(BIN)/python scripts/lock.py
+
+# A plain `pip install -c requirements/runtime.lock .` into an empty venv in a temp dir, then import
+# every module of the installed package, outside the source tree. JSON summary; non-zero on failure.
+check-install:
+	$(PYTHON) scripts/check_fresh_install.py
 
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
