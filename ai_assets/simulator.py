@@ -15,7 +15,7 @@ import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from ai_assets.data.datasets import LabelledText, split_banking77
@@ -146,7 +146,7 @@ def _fault_count(rate: float, n: int) -> int:
 
 def _timestamp(rng: random.Random, day: date) -> datetime:
     hour = rng.choices(range(24), weights=HOUR_WEIGHTS)[0]
-    start = datetime.combine(day, time(hour), tzinfo=timezone.utc)
+    start = datetime.combine(day, time(hour), tzinfo=UTC)
     return start + timedelta(seconds=rng.randrange(3600))
 
 
@@ -241,7 +241,7 @@ def simulate_day(
     resolved_day = day + timedelta(days=1)
     resolved = [
         {"message_id": m["message_id"], "category": m["_category"],
-         "resolved_at": _iso(datetime.combine(resolved_day, time(9), tzinfo=timezone.utc))}
+         "resolved_at": _iso(datetime.combine(resolved_day, time(9), tzinfo=UTC))}
         for m in messages if m["_category"]
     ]
     return files, resolved, ledger

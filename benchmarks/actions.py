@@ -23,11 +23,11 @@ from pathlib import Path
 
 from sqlalchemy import delete, insert
 
-from ai_assets.data.datasets import split_banking77
+from ai_assets.actions.ledger import ActionLedger, MessageDecision, outcome_counts
 from ai_assets.actions.routing_policy import load_policy
 from ai_assets.actions.triage import content_hash, idempotency_key, triage
+from ai_assets.data.datasets import split_banking77
 from ai_assets.ops_db import AuditContext, OpsDb, pipeline_actor
-from ai_assets.actions.ledger import ActionLedger, MessageDecision, outcome_counts
 from ai_assets.ops_db.tables import Action
 from ai_assets_tests.chaos import scratch_database
 

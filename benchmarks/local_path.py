@@ -29,11 +29,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pandas as pd  # noqa: E402
 from dagster import AssetKey, AssetRecordsFilter, instance_for_test  # noqa: E402
 
+from ai_assets.cli.pipeline_runs import QUIET_CONSOLE  # noqa: E402
 from ai_assets.data.datasets import split_banking77  # noqa: E402
-from ai_assets.simulator import simulate_day, write_day  # noqa: E402
 from ai_assets.definitions import build_defs  # noqa: E402
 from ai_assets.ops_db import OpsDb  # noqa: E402
-from ai_assets.cli.pipeline_runs import QUIET_CONSOLE  # noqa: E402
 from ai_assets.resources import (  # noqa: E402
     IngestionPolicy,
     IntentModelTraining,
@@ -42,6 +41,7 @@ from ai_assets.resources import (  # noqa: E402
     OpsDatabaseResource,
     ParquetIOManager,
 )
+from ai_assets.simulator import simulate_day, write_day  # noqa: E402
 from benchmarks.serving import ROOT, load_or_train_model, machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "local_path.json"

@@ -25,7 +25,7 @@ import resource
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -35,12 +35,12 @@ import pandas as pd  # noqa: E402
 from dagster import instance_for_test  # noqa: E402
 
 from ai_assets.data.datasets import split_banking77  # noqa: E402
-from ai_assets.ingestion.parsing import parse_lines  # noqa: E402
-from ai_assets.simulator import day_volume, parse_fault_spec, simulate_day, write_day  # noqa: E402
-from ai_assets.ingestion.validation import validate_partition  # noqa: E402
-from ai_assets.defs.ingestion.assets import RAW_COLUMNS  # noqa: E402
 from ai_assets.definitions import build_defs  # noqa: E402
+from ai_assets.defs.ingestion.assets import RAW_COLUMNS  # noqa: E402
+from ai_assets.ingestion.parsing import parse_lines  # noqa: E402
+from ai_assets.ingestion.validation import validate_partition  # noqa: E402
 from ai_assets.resources import IngestionPolicy, LandingZone, ParquetIOManager  # noqa: E402
+from ai_assets.simulator import day_volume, parse_fault_spec, simulate_day, write_day  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "layer1.json"
 DAY = date(2025, 3, 3)  # a Monday: WEEKDAY_FACTOR 1.0, so per_day messages exactly
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
         frame = raw_frame(rows)
         validate_partition(frame.head(200), DAY)  # warm-up: GX context and expectation classes
-        validate_s, validate_runs, outcome = timed(lambda: validate_partition(frame, DAY), 2)
+        validate_s, validate_runs, outcome = timed(lambda: validate_partition(frame, DAY), 2)  # noqa: F821 (del below)
         rss["after_validation"] = peak_rss_mb()
         print(f"validation: {validate_s:.3f} s", flush=True)
         del rows, frame
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {
         "benchmark": "layer1",
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "environment": {
             "python": platform.python_version(),
             "platform": platform.platform(),

@@ -49,7 +49,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -58,16 +58,16 @@ warnings.filterwarnings("ignore", message=r"The model .* is deprecated")  # the 
 
 import anthropic  # noqa: E402
 
-from ai_assets.serving.intent import intent_model as intent_model_module  # noqa: E402
-from ai_assets.serving.intent.automation import AutomationPolicy  # noqa: E402
 from ai_assets.data.datasets import load_categories, split_banking77  # noqa: E402
-from ai_assets.serving.intent.intent_model import IntentModel, fingerprint_training_data  # noqa: E402
-from ai_assets.serving.llm.prompt import parse_message_content, request_body  # noqa: E402
-from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE, load_out_of_scope  # noqa: E402
-from ai_assets.serving.resilience.rate_limit import RateLimiter  # noqa: E402
 from ai_assets.ops_db import OpsDb  # noqa: E402
 from ai_assets.resources.model_serving import ModelServing  # noqa: E402
 from ai_assets.serving.cascade import LOCAL, total_cost  # noqa: E402
+from ai_assets.serving.intent import intent_model as intent_model_module  # noqa: E402
+from ai_assets.serving.intent.automation import AutomationPolicy  # noqa: E402
+from ai_assets.serving.intent.intent_model import IntentModel, fingerprint_training_data  # noqa: E402
+from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE, load_out_of_scope  # noqa: E402
+from ai_assets.serving.llm.prompt import parse_message_content, request_body  # noqa: E402
+from ai_assets.serving.resilience.rate_limit import RateLimiter  # noqa: E402
 from ai_assets_tests.doubles import MessagesAPIServer  # noqa: E402
 from ai_assets_tests.doubles.oracle import banking77_labels  # noqa: E402
 
@@ -100,7 +100,7 @@ def max_in_window(times: list[float], window: float) -> int:
 
 
 def gaps_ms(times: list[float]) -> dict:
-    gaps = sorted((b - a) * 1000 for a, b in zip(times, times[1:]))
+    gaps = sorted((b - a) * 1000 for a, b in zip(times, times[1:], strict=False))
     if not gaps:
         return {}
     q = statistics.quantiles(gaps, n=100) if len(gaps) >= 2 else gaps * 99
@@ -208,7 +208,7 @@ def llm_path(server: MessagesAPIServer, texts: list[str], truth: list[str], labe
         "claude_answers_per_s": r(claude_answers / seconds),
         "answers_by_tier": dict(tiers),
         "fallback_reasons": dict(reasons),
-        "accuracy_vs_labels": r(sum(e.answer.intent == t for e, t in zip(results, truth)) / len(texts), 4),
+        "accuracy_vs_labels": r(sum(e.answer.intent == t for e, t in zip(results, truth, strict=True)) / len(texts), 4),
         "server": {
             "latency_ms": latency_ms, "rps": rps, "bucket_capacity": rps,
             "messages_requests": requests,
@@ -229,7 +229,8 @@ def llm_path(server: MessagesAPIServer, texts: list[str], truth: list[str], labe
             "max_admissions_in_any_1s": max_in_window(admitted, 1.0),
             "max_admissions_in_any_250ms": max_in_window(admitted, 0.25),
             "inter_admission_ms": gaps_ms(admitted),
-            "first_8_admission_to_arrival_ms": [r((b - a) * 1000, 1) for a, b in zip(admitted[:8], arrivals[:8])],
+            "first_8_admission_to_arrival_ms": [r((b - a) * 1000, 1)
+                                                for a, b in zip(admitted[:8], arrivals[:8], strict=False)],
         },
         "circuit_breakers": breakers,
         "ledger": {"calls": usage.calls, "errors": usage.errors, "by_outcome": usage.by_outcome,
@@ -284,7 +285,7 @@ def naive_loop(server: MessagesAPIServer, texts: list[str], truth: list[str], la
     client = anthropic.Anthropic(api_key=API_KEY, base_url=server.base_url, max_retries=0)
     correct = errors = 0
     started = time.monotonic()
-    for text, label in zip(texts, truth):
+    for text, label in zip(texts, truth, strict=True):
         try:
             response = client.messages.create(**request_body(PRIMARY, text, labels), timeout=30)
             correct += parse_message_content(response.content, labels).intent == label
@@ -326,7 +327,7 @@ class LocalIntentModel:
         todo = [t for t in dict.fromkeys(texts) if t not in self.memo]
         if todo:
             started = time.perf_counter()
-            for text, p in zip(todo, self.model.predict(todo, top_k=1)):
+            for text, p in zip(todo, self.model.predict(todo, top_k=1), strict=True):
                 self.memo[text] = p
             self.predict_seconds += time.perf_counter() - started
         out = [self.memo[t] for t in texts]
@@ -372,7 +373,7 @@ def load_or_train_model(split: dict, retrain: bool = False) -> tuple[IntentModel
     model.save(path)
     sidecar.write_text(json.dumps({"intent_model_source_sha256": source,
                                    "training_seconds": info["training_seconds"],
-                                   "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+                                   "trained_at": datetime.now(UTC).isoformat(timespec="seconds")}))
     info.update(source="trained", trained_with_source_sha256=source, stale_source=False)
     return model, info
 
@@ -411,7 +412,7 @@ def cascade_run(server: MessagesAPIServer, texts: list[str], truth: list[str], l
     n = len(texts)
     tiers = Counter(e.answer.tier for e in results)
     claude_tiers = (serving.primary_model, serving.secondary_model)
-    correct = [e.answer.intent == t for e, t in zip(results, truth)]
+    correct = [e.answer.intent == t for e, t in zip(results, truth, strict=True)]
     local_idx = [i for i, e in enumerate(results) if e.answer.tier == LOCAL and not e.fallback_reasons]
     claude_idx = [i for i, e in enumerate(results) if e.answer.tier in claude_tiers]
     out = {
@@ -423,7 +424,8 @@ def cascade_run(server: MessagesAPIServer, texts: list[str], truth: list[str], l
     n_auto = sum(automated)
     out.update({
         "automated_share": r(n_auto / n, 4),
-        "automated_precision": r(sum(c for c, a in zip(correct, automated) if a) / n_auto, 4) if n_auto else None,
+        "automated_precision": (r(sum(c for c, a in zip(correct, automated, strict=True) if a) / n_auto, 4)
+                                if n_auto else None),
         "automated_local": sum(automated[i] for i in local_idx),
         "automated_claude": sum(automated[i] for i in claude_idx),
     })
@@ -479,13 +481,15 @@ def findings(report: dict, args: argparse.Namespace) -> list[str]:
     cs = report.get("cascade")
     if cs:
         a, c = cs["all_claude"], cs["cascade"]
-        out.append(f"Cascade on the replay split: {c['local_share']:.1%} answered locally, {c['claude_calls']} Claude calls "
+        out.append(f"Cascade on the replay split: {c['local_share']:.1%} answered locally, "
+                   f"{c['claude_calls']} Claude calls "
                    f"instead of {a['claude_calls']}, ${c['cost_per_1000_usd']} vs ${a['cost_per_1000_usd']} per 1,000 "
                    f"messages ({cs['cost_ratio_all_claude_to_cascade']}x cheaper), accuracy {c['accuracy']:.2%} vs "
                    f"{a['accuracy']:.2%} with the assumed {args.error_rate:.0%} LLM error rate (the local model's "
                    f"automated answers are {c['local_accuracy']:.2%} right).")
         e = cs["cascade_escalate_out_of_scope"]
-        out.append(f"The cascade keeps local out_of_scope answers over the threshold ({c['local_out_of_scope_answers']} "
+        out.append("The cascade keeps local out_of_scope answers over the threshold "
+                   f"({c['local_out_of_scope_answers']} "
                    f"on this all-in-scope split, all wrong); escalating them to Claude instead costs "
                    f"{e['claude_calls'] - c['claude_calls']} more calls and changes accuracy by "
                    f"{e['accuracy'] - c['accuracy']:+.4f}. AutomationPolicy never automates out_of_scope, so in "
@@ -496,7 +500,7 @@ def findings(report: dict, args: argparse.Namespace) -> list[str]:
 def table(rows: list[tuple], header: tuple) -> str:
     cells = [tuple(str(c) for c in row) for row in [header, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -528,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = [row.text for row in pool[:args.messages]]
     truth = [row.category for row in pool[:args.messages]]
     report: dict = {"benchmark": "serving",
-                    "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "environment": machine()}
 
     with MessagesAPIServer(banking77_labels()) as server:
@@ -579,7 +583,8 @@ def main(argv: list[str] | None = None) -> int:
             "speedup_vs_naive": r(llm["throughput_msg_per_s"] / naive["throughput_msg_per_s"], 2),
             "shared_limit_burst": burst,
             "run_order": "proposed-fix variant first (cold process), then the production configuration, "
-                         "then the shared-limit burst, then the naive loop; a fresh full server bucket and zeroed counters before each",
+                         "then the shared-limit burst, then the naive loop; a fresh full server bucket and zeroed "
+                         "counters before each",
         }
         defaults = ModelServing()
         calls = llm["server"]["messages_requests"]

@@ -27,14 +27,23 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ai_assets.actions.delivery.transports import DEFAULT_RECIPIENT_DOMAIN, customer_address
 from ai_assets.actions.routing_policy import RoutingPolicy
 from ai_assets.actions.triage import Decision, email_key, event_key, topic
-from ai_assets.actions.delivery.transports import DEFAULT_RECIPIENT_DOMAIN, customer_address
 from ai_assets.ops_db.audit import AuditContext, AuditEvent, add_entry
 from ai_assets.ops_db.cases import PIPELINE_ACTOR_PREFIX, CaseKey, CaseRef, open_case_refs
 from ai_assets.ops_db.engine import Sessions
-from ai_assets.ops_db.tables import (Action, ActionOutcome, AuditEntry, Case, CaseHistory, CaseStatus, OutboxKind,
-                                     OutboxMessage, ReviewItem)
+from ai_assets.ops_db.tables import (
+    Action,
+    ActionOutcome,
+    AuditEntry,
+    Case,
+    CaseHistory,
+    CaseStatus,
+    OutboxKind,
+    OutboxMessage,
+    ReviewItem,
+)
 from ai_assets.ops_db.types import utcnow
 
 if TYPE_CHECKING:

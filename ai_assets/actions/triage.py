@@ -17,11 +17,11 @@ from enum import StrEnum
 
 import pandas as pd
 
+from ai_assets.actions.routing_policy import RoutingPolicy
 from ai_assets.data.datasets import intent_words
+from ai_assets.schemas import TRIAGE_COLUMNS
 from ai_assets.serving.intent.automation import NEEDS_HUMAN
 from ai_assets.serving.llm.prompt import OUT_OF_SCOPE
-from ai_assets.actions.routing_policy import RoutingPolicy
-from ai_assets.schemas import TRIAGE_COLUMNS
 
 
 class Decision(StrEnum):

@@ -78,7 +78,8 @@ def outbox_deliver(partition: str | None, deadline_s: float) -> None:
 
     with _db() as db:
         report = action_settings_from_env(in_dagster=False).deliver(
-            db, AuditContext(f"cli outbox deliver by {Settings.from_env().actor}"), partition=partition, deadline_s=deadline_s)
+            db, AuditContext(f"cli outbox deliver by {Settings.from_env().actor}"), partition=partition,
+            deadline_s=deadline_s)
     click.echo(json.dumps({"attempted": report.attempted, "delivered": report.delivered,
                            "failed_will_retry": report.failed, "dead": report.dead}, sort_keys=True))
     if report.dead:

@@ -1,8 +1,7 @@
 """What the Dagster instance knows about every asset partition and its checks, as plain data."""
 
-from datetime import datetime, timezone
-
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, Definitions, MetadataValue
 from dagster._core.event_api import PartitionKeyFilter
@@ -62,7 +61,7 @@ def asset_status(instance: DagsterInstance, defs: Definitions) -> list[dict]:
             rows.append({
                 "asset": key.to_user_string(),
                 "partition": partition,
-                "materialized_at": datetime.fromtimestamp(event.timestamp, timezone.utc).isoformat(),
+                "materialized_at": datetime.fromtimestamp(event.timestamp, UTC).isoformat(),
                 "run_id": event.run_id,
                 "metadata": metadata_values(mat.metadata if mat else {}),
                 "checks": (_check_results(instance, partitioned_checks, partition) if partition else [])

@@ -8,16 +8,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from ai_assets.config import Settings
-
-from ai_assets.serving.intent.intent_model import INTENT_MODEL
 from ai_assets.ingestion.parsing import NOT_A_JSON_OBJECT, parse_line
+from ai_assets.serving.intent.intent_model import INTENT_MODEL
 from ai_assets.simulator import (
     FaultSpecError,
     load_replay_source,
@@ -113,7 +112,8 @@ def status(as_json: bool) -> None:
         return
     for row in rows:
         failed = [c["name"] for c in row["checks"] if c["passed"] is False]
-        click.echo(f"{row['asset']:<22} {row['partition'] or '-':<11} rows={row['metadata'].get('dagster/row_count', '?'):<7}"
+        rows = row["metadata"].get("dagster/row_count", "?")
+        click.echo(f"{row['asset']:<22} {row['partition'] or '-':<11} rows={rows:<7}"
                    f" checks={len(row['checks'])} failed={failed or 'none'}")
 
 
@@ -170,7 +170,7 @@ def demo(days: int, per_day: int) -> None:
             production = registry.get_production(INTENT_MODEL)
     click.echo(f"Serving with {production.label}: validation accuracy {production.metrics.get('accuracy')}, "
                f"{production.metrics.get('coverage')} automated at threshold {production.confidence_threshold:.3f}")
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     start = today - timedelta(days=days)
     _simulate(start, days - 1, per_day, None, None, 7, 0.02)
     _simulate(today - timedelta(days=1), 1, per_day, DEMO_FAULTS, None, 7, 0.02)
@@ -183,8 +183,9 @@ def demo(days: int, per_day: int) -> None:
     for day in day_keys:
         ok = _print_day_summary(rows, day) and ok
     settings = action_settings_from_env(in_dagster=False)
+    events = "the webhook in AI_ASSETS_WEBHOOK_URL" if settings.webhook_url else Path(settings.outbox_dir) / "events"
     click.echo(f"Customer e-mail went to {settings.smtp_host or Path(settings.outbox_dir) / 'mail'}; case events to "
-               f"{'the webhook in AI_ASSETS_WEBHOOK_URL' if settings.webhook_url else Path(settings.outbox_dir) / 'events'}. "
+               f"{events}. "
                "`ai-assets audit MESSAGE_ID` tells one message's story.")
     wide_checks = {c["name"]: c["passed"] for r in rows for c in r["checks"] if not c["partitioned"]}
     for name, passed in sorted(wide_checks.items()):

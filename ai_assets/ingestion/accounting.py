@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from ai_assets.ingestion.parsing import decode_record, record_identity, safe_field_name, schema_fingerprint
 from ai_assets.schemas import CONTRACT_FIELDS

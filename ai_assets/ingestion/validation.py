@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import pandas as pd
 
@@ -31,7 +31,7 @@ ROW = "_row"
 
 def build_suite(day: date, max_text_chars: int = MAX_TEXT_CHARS) -> gx.ExpectationSuite:
     """The message contract for one partition day, as GX expectations (order = report order)."""
-    start = datetime.combine(day, time(), tzinfo=timezone.utc)
+    start = datetime.combine(day, time(), tzinfo=UTC)
     end = start + timedelta(days=1) - timedelta(microseconds=1)
     e = gx.expectations
     expectations = [

@@ -26,10 +26,15 @@ from ai_assets.ops_db.cases import CaseConflict, CaseRef, CaseStore, pipeline_ac
 from ai_assets.ops_db.engine import Sessions, create_engine_for, default_url
 from ai_assets.ops_db.llm_cache import CacheEntry, CacheWrite, ResponseCache, cache_key, text_hash
 from ai_assets.ops_db.migrate import current_revision, head_revision, is_current, upgrade
-from ai_assets.ops_db.tables import (Base, LlmCacheEntry, LlmUsage, ModelAction, ModelEvent, ModelStatus,
-                                     ModelVersion)
-from ai_assets.ops_db.registry import (ModelEventRecord, ModelRecord, ModelRegistry, NoRollbackTarget,
-                                       RegistryError, UnknownModelVersion)
+from ai_assets.ops_db.registry import (
+    ModelEventRecord,
+    ModelRecord,
+    ModelRegistry,
+    NoRollbackTarget,
+    RegistryError,
+    UnknownModelVersion,
+)
+from ai_assets.ops_db.tables import Base, LlmCacheEntry, LlmUsage, ModelAction, ModelEvent, ModelStatus, ModelVersion
 from ai_assets.ops_db.types import as_money
 from ai_assets.ops_db.usage import TierUsage, UsageEntry, UsageLedger, UsageSummary
 

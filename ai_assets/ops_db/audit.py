@@ -16,8 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ai_assets.ops_db.engine import Sessions
-from ai_assets.ops_db.tables import (Action, AuditEntry, Case, CaseHistory, Delivery, OutboxMessage,
-                                     ReviewItem)
+from ai_assets.ops_db.tables import Action, AuditEntry, Case, CaseHistory, Delivery, OutboxMessage, ReviewItem
 
 
 class AuditEvent:

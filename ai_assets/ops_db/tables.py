@@ -11,8 +11,21 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Double, ForeignKey, ForeignKeyConstraint, Index,
-                        Integer, MetaData, String, Text, UniqueConstraint, text)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ai_assets.ops_db.types import JSON_DOC, Money, UtcDateTime, utcnow

@@ -6,9 +6,18 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from ai_assets.actions.delivery import (
+    DEFAULT_RECIPIENT_DOMAIN,
+    DeliveryReport,
+    FileEventSink,
+    FileMailSink,
+    OutboxStore,
+    SmtpMailer,
+    Transport,
+    WebhookPoster,
+    deliver_until_settled,
+)
 from ai_assets.actions.routing_policy import RoutingPolicy, load_policy
-from ai_assets.actions.delivery import (DEFAULT_RECIPIENT_DOMAIN, DeliveryReport, FileEventSink, FileMailSink, OutboxStore,
-                                SmtpMailer, Transport, WebhookPoster, deliver_until_settled)
 from ai_assets.ops_db import AuditContext, OpsDb
 
 

@@ -6,8 +6,15 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from ai_assets.ingestion.landing_files import (DEFAULT_MAX_FILE_BYTES, MESSAGES_DIR, DayScan, LandingFileRefused,
-                                          list_days, read_landing_file, scan_day)
+from ai_assets.ingestion.landing_files import (
+    DEFAULT_MAX_FILE_BYTES,
+    MESSAGES_DIR,
+    DayScan,
+    LandingFileRefused,
+    list_days,
+    read_landing_file,
+    scan_day,
+)
 
 __all__ = ["LandingZone", "MESSAGES_DIR"]
 

@@ -9,26 +9,26 @@ has a budget of its own and its calls do not count toward the daily budget of li
 
 import dataclasses
 from collections.abc import Callable
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from uuid import uuid4
 
 import anthropic
 from dagster import ConfigurableResource
 
+from ai_assets.actions.routing_policy import load_policy
+from ai_assets.data.datasets import load_categories
+from ai_assets.ops_db import OpsDb
+from ai_assets.serving.cascade import LocalModel, ModelCascade
 from ai_assets.serving.intent.automation import AutomationPolicy
+from ai_assets.serving.live import LiveServing, production_model
+from ai_assets.serving.llm.claude_tier import ClaudeTier, default_retry
+from ai_assets.serving.llm.prompt import PROMPT_VERSION
 from ai_assets.serving.resilience.budget import Budget, BudgetAlert
 from ai_assets.serving.resilience.circuit_breaker import CircuitBreaker
-from ai_assets.data.datasets import load_categories
 from ai_assets.serving.resilience.deadline import Deadline
-from ai_assets.serving.llm.prompt import PROMPT_VERSION
 from ai_assets.serving.resilience.pricing import PriceTable
 from ai_assets.serving.resilience.rate_limit import ConcurrencyLimit, RateLimiter
-from ai_assets.actions.routing_policy import load_policy
-from ai_assets.ops_db import OpsDb
-from ai_assets.serving.llm.claude_tier import ClaudeTier, default_retry
-from ai_assets.serving.live import LiveServing, production_model
-from ai_assets.serving.cascade import LocalModel, ModelCascade
 
 # USD per million tokens (input, output); the batch discount is applied by the price table.
 DEFAULT_PRICES = {"claude-sonnet-4-5": [3.0, 15.0], "claude-haiku-4-5": [1.0, 5.0]}
@@ -64,14 +64,14 @@ class ModelServing(ConfigurableResource):
         return bool(self.anthropic_api_key)
 
     def use_batch_for(self, partition_day: str, today: datetime | None = None) -> bool:
-        today = (today or datetime.now(timezone.utc)).date()
+        today = (today or datetime.now(UTC)).date()
         return self.llm_enabled and (today - datetime.fromisoformat(partition_day).date()).days \
             > self.batch_partitions_older_than_days
 
     def budget(self, db: OpsDb, on_alert=None) -> Budget:
         """Live traffic's budget: the daily limit counts every call today but evaluations'."""
         def spent_today(day) -> Decimal:
-            start = datetime.combine(day, time(), tzinfo=timezone.utc)
+            start = datetime.combine(day, time(), tzinfo=UTC)
             return db.usage.spent_usd(since=start, until=start + timedelta(days=1),
                                       exclude_run_prefix=EVALUATION_RUN_PREFIX)
 

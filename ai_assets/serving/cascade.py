@@ -24,12 +24,12 @@ from ai_assets.serving.intent.automation import HUMAN_TIER as HUMAN
 from ai_assets.serving.intent.automation import KEYWORD_TIER as KEYWORDS
 from ai_assets.serving.intent.automation import LOCAL_TIER as LOCAL
 from ai_assets.serving.intent.automation import NEEDS_HUMAN, reaches_local_threshold
-from ai_assets.serving.resilience.budget import Budget
-from ai_assets.serving.resilience.deadline import Deadline
 from ai_assets.serving.intent.keyword_rules import RULE_CONFIDENCE, match_rule
 from ai_assets.serving.llm.claude_batches import classify_batch
 from ai_assets.serving.llm.claude_tier import ClaudeTier
 from ai_assets.serving.outcomes import TierAnswer, TierFailure
+from ai_assets.serving.resilience.budget import Budget
+from ai_assets.serving.resilience.deadline import Deadline
 
 __all__ = ["HUMAN", "KEYWORDS", "LOCAL", "NEEDS_HUMAN", "Enrichment", "ModelCascade", "template_summary", "total_cost"]
 
@@ -109,7 +109,7 @@ class ModelCascade:
         if reasons and use_batch and self.claude_tiers:
             unsure = list(reasons)
             for i, outcome in zip(unsure, classify_batch(self.claude_tiers[0], [texts[i] for i in unsure],
-                                                         budget, deadline)):
+                                                         budget, deadline), strict=True):
                 if isinstance(outcome, TierAnswer):
                     results[i] = Enrichment(outcome, reasons.pop(i), local[i])
                 else:

@@ -44,7 +44,7 @@ def cascade_report(labels: Sequence[str], rows: Sequence[CascadeRow]) -> dict:
         raise ValueError(f"{len(labels)} labels but {len(rows)} routed rows")
     truth = [OUT_OF_SCOPE if is_out_of_scope_label(label) else label for label in labels]
     predicted = [r.intent for r in rows]
-    right = [t == p for t, p in zip(truth, predicted)]
+    right = [t == p for t, p in zip(truth, predicted, strict=True)]
     automated = [r.automated for r in rows]
     oos = [t == OUT_OF_SCOPE for t in truth]
     n = len(rows)
@@ -57,8 +57,8 @@ def cascade_report(labels: Sequence[str], rows: Sequence[CascadeRow]) -> dict:
         "macro_f1": round(float(f1_score(truth, predicted, labels=sorted(set(truth)), average="macro",
                                          zero_division=0)), 6) if n else None,
         "automated_share": _share(n_auto, n),
-        "automated_precision": _share(sum(a and r for a, r in zip(automated, right)), n_auto),
-        "out_of_scope_automated": _share(sum(a and o for a, o in zip(automated, oos)), sum(oos)),
+        "automated_precision": _share(sum(a and r for a, r in zip(automated, right, strict=True)), n_auto),
+        "out_of_scope_automated": _share(sum(a and o for a, o in zip(automated, oos, strict=True)), sum(oos)),
         "per_tier": dict(sorted(Counter(r.tier for r in rows).items())),
         "latency_ms": _percentiles([r.latency_ms for r in rows]),
         "cost_usd": f"{cost:.6f}",

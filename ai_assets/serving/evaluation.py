@@ -14,10 +14,10 @@ from pathlib import Path
 
 from ai_assets.ingestion.normalise import normalise_text
 from ai_assets.ingestion.pii import mask_pii
-from ai_assets.serving.cascade_report import CascadeRow, cascade_report
 from ai_assets.schemas import MIN_TEXT_CHARS
-from ai_assets.simulator import load_replay_source
+from ai_assets.serving.cascade_report import CascadeRow, cascade_report
 from ai_assets.serving.live import LiveServing
+from ai_assets.simulator import load_replay_source
 
 
 def load_labelled(path: Path) -> list[tuple[str, str]]:

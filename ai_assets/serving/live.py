@@ -14,15 +14,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ai_assets.serving.intent.automation import NEEDS_HUMAN, AutomationPolicy, is_llm_tier
-from ai_assets.serving.resilience.budget import Budget
-from ai_assets.serving.resilience.deadline import Deadline
-from ai_assets.serving.intent.intent_model import INTENT_MODEL, IntentModel
-from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE
-from ai_assets.serving.intent.text_encoders import encoder_named
 from ai_assets.ops_db import OpsDb
 from ai_assets.ops_db.registry import ModelRecord
 from ai_assets.serving.cascade import Enrichment, ModelCascade
+from ai_assets.serving.intent.automation import NEEDS_HUMAN, AutomationPolicy, is_llm_tier
+from ai_assets.serving.intent.intent_model import INTENT_MODEL, IntentModel
+from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE
+from ai_assets.serving.intent.text_encoders import encoder_named
+from ai_assets.serving.resilience.budget import Budget
+from ai_assets.serving.resilience.deadline import Deadline
 
 
 class ArtifactError(RuntimeError):

@@ -11,13 +11,33 @@ transports refuse any row that is not exactly one address in their `recipient_do
     report = deliver_until_settled(store, transports, deadline_s=30, audit=AuditContext("deliverer", run_id))
 """
 
-from ai_assets.actions.delivery.deliver import (DeliveryReport, EventCallback, backoff_delay, deliver_due,
-                                        deliver_until_settled)
-from ai_assets.actions.delivery.transports import (CUSTOMER_ID_PATTERN, DEFAULT_RECIPIENT_DOMAIN, DEFAULT_SENDER,
-                                           MAX_ADDRESS_CHARS, MAX_SUBJECT_CHARS, DeliveryFailed, FileEventSink,
-                                           FileMailSink, SmtpMailer, Transport, WebhookPoster, build_email,
-                                           customer_address, is_dns_name, message_id_for, redact, sign_body,
-                                           webhook_body)
+from ai_assets.actions.delivery.deliver import (
+                                        DeliveryReport,
+                                        EventCallback,
+                                        backoff_delay,
+                                        deliver_due,
+                                        deliver_until_settled,
+)
+from ai_assets.actions.delivery.transports import (
+                                        CUSTOMER_ID_PATTERN,
+                                        DEFAULT_RECIPIENT_DOMAIN,
+                                        DEFAULT_SENDER,
+                                        MAX_ADDRESS_CHARS,
+                                        MAX_SUBJECT_CHARS,
+                                        DeliveryFailed,
+                                        FileEventSink,
+                                        FileMailSink,
+                                        SmtpMailer,
+                                        Transport,
+                                        WebhookPoster,
+                                        build_email,
+                                        customer_address,
+                                        is_dns_name,
+                                        message_id_for,
+                                        redact,
+                                        sign_body,
+                                        webhook_body,
+)
 from ai_assets.ops_db.outbox import DeliveryRecord, OutboxRow, OutboxStore
 
 __all__ = [

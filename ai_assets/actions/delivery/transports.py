@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Protocol
 
 from ai_assets.ingestion.identifiers import ID_PATTERN
-from ai_assets.serving.resilience.retry_policy import parse_retry_after
 from ai_assets.ops_db.outbox import OutboxRow
+from ai_assets.serving.resilience.retry_policy import parse_retry_after
 
 DEFAULT_SENDER = "support@bank.example"
 # Where customer e-mail goes until the CRM's contact lookup exists; actions/ledger.py and

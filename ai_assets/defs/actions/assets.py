@@ -5,14 +5,14 @@ import time
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, RetryPolicy, asset
 
-from ai_assets.schemas import ACTION_COLUMNS, TRIAGE_COLUMNS
+from ai_assets.actions.delivery import OutboxStore
+from ai_assets.actions.ledger import ActionLedger, MessageDecision, outcome_counts
 from ai_assets.actions.triage import triage_frame
 from ai_assets.defs.common import ACTIONS_GROUP, column_schema, daily_partitions
-from ai_assets.actions.delivery import OutboxStore
 from ai_assets.ops_db import AuditContext, pipeline_actor
-from ai_assets.actions.ledger import ActionLedger, MessageDecision, outcome_counts
 from ai_assets.resources.actions import ActionSettings
 from ai_assets.resources.ops_database import OpsDatabaseResource
+from ai_assets.schemas import ACTION_COLUMNS, TRIAGE_COLUMNS
 
 GROUP = ACTIONS_GROUP
 # A database that restarts or drops off mid-step fails the step cleanly (each message is its

@@ -1,14 +1,20 @@
 """Checks on acting: every decision carried out exactly once, and no e-mail left undeliverable."""
 
 import pandas as pd
-from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetIn, MetadataValue,
-                     asset_check)
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetIn,
+    MetadataValue,
+    asset_check,
+)
 
+from ai_assets.actions.delivery import OutboxStore
+from ai_assets.actions.ledger import Tally, action_tally
 from ai_assets.actions.triage import Decision
 from ai_assets.defs.actions.assets import case_actions, outbox_deliveries, triage_decisions
 from ai_assets.defs.common import daily_partitions
-from ai_assets.actions.delivery import OutboxStore
-from ai_assets.actions.ledger import Tally, action_tally
 from ai_assets.resources.ops_database import OpsDatabaseResource
 
 EVERY_MESSAGE_TRIAGED_ONCE = "every_message_triaged_once"
@@ -47,7 +53,8 @@ def every_decision_acted_once(case_actions: pd.DataFrame, triage_decisions: pd.D
     tally = Tally()
     for version in versions:
         rows = triage_decisions[triage_decisions["policy_version"] == version]
-        contents = {m: (c, k) for m, c, k in zip(rows["message_id"], rows["content_hash"], rows["idempotency_key"])}
+        contents = {m: (c, k) for m, c, k in zip(rows["message_id"], rows["content_hash"], rows["idempotency_key"],
+                                                 strict=True)}
         tally = tally + action_tally(ops_database.db().sessions, list(rows["message_id"]), version,
                                      contents=contents)
     frame_matches = list(case_actions["message_id"]) == ids

@@ -5,10 +5,10 @@ import time
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
-from ai_assets.schemas import ENRICHED_COLUMNS
 from ai_assets.defs.common import ENRICHMENT_GROUP, PRODUCTION_INTENT_MODEL, column_schema, daily_partitions
 from ai_assets.resources.model_serving import ModelServing
 from ai_assets.resources.ops_database import OpsDatabaseResource
+from ai_assets.schemas import ENRICHED_COLUMNS
 from ai_assets.serving.live import serving_summary
 
 GROUP = ENRICHMENT_GROUP

@@ -3,8 +3,8 @@
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetIn, MetadataValue, asset_check
 
-from ai_assets.defs.enrichment.assets import enriched_messages
 from ai_assets.defs.common import daily_partitions
+from ai_assets.defs.enrichment.assets import enriched_messages
 
 EVERY_MESSAGE_ENRICHED_ONCE = "every_message_enriched_once"
 

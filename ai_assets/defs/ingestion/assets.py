@@ -15,14 +15,14 @@ from dagster import (
     multi_asset,
 )
 
+from ai_assets.defs.common import INGESTION_GROUP, column_schema, daily_partitions
 from ai_assets.ingestion.accounting import schema_report
 from ai_assets.ingestion.landing_files import LandingFileRefused
 from ai_assets.ingestion.parsing import PARSE_REASONS, decode_record, parse_lines
-from ai_assets.schemas import QUARANTINE_COLUMNS, VALIDATED_COLUMNS
 from ai_assets.ingestion.validation import validate_partition
-from ai_assets.defs.common import INGESTION_GROUP, column_schema, daily_partitions
 from ai_assets.resources.ingestion_policy import IngestionPolicy
 from ai_assets.resources.landing_zone import LandingZone
+from ai_assets.schemas import QUARANTINE_COLUMNS, VALIDATED_COLUMNS
 
 GROUP = INGESTION_GROUP
 # A day with thousands of invented field names must not flood the event log.

@@ -17,10 +17,10 @@ from dagster import (
     build_time_partition_freshness_checks,
 )
 
+from ai_assets.defs.common import daily_partitions
+from ai_assets.defs.ingestion.assets import raw_messages, records_by_file, validate_messages
 from ai_assets.ingestion.accounting import balance, duplicate_locations, schema_report, volume_verdict
 from ai_assets.ingestion.pii import mask_pii
-from ai_assets.defs.ingestion.assets import raw_messages, records_by_file, validate_messages
-from ai_assets.defs.common import daily_partitions
 from ai_assets.resources.ingestion_policy import IngestionPolicy
 from ai_assets.resources.landing_zone import LandingZone
 
@@ -94,12 +94,12 @@ def volume_within_trailing_band(context: AssetCheckExecutionContext, raw_message
         description=verdict.reason,
         metadata={"rows": verdict.rows, "trailing_median": verdict.baseline or 0.0,
                   "ratio": verdict.ratio if verdict.ratio is not None else 1.0,
-                  "trailing_rows": MetadataValue.json(dict(zip(trailing_days, trailing)))},
+                  "trailing_rows": MetadataValue.json(dict(zip(trailing_days, trailing, strict=True)))},
     )
 
 
 def _locations(frame: pd.DataFrame) -> list[tuple[str, int]]:
-    return list(zip(frame["source_file"].astype(str), frame["line"].astype(int)))
+    return list(zip(frame["source_file"].astype(str), frame["line"].astype(int), strict=True))
 
 
 def _blocking_validation_check(name: str):
@@ -136,7 +136,7 @@ def counts_balance(validated_messages: pd.DataFrame, raw_messages: pd.DataFrame,
                    quarantined_messages: pd.DataFrame) -> AssetCheckResult:
     """Every raw line is accounted for exactly once: validated, quarantined or a duplicate."""
     raw_rows = list(zip(raw_messages["source_file"], raw_messages["line"].astype(int),
-                        raw_messages["raw"], raw_messages["parse_error"]))
+                        raw_messages["raw"], raw_messages["parse_error"], strict=True))
     result = balance(_locations(raw_messages), duplicate_locations(raw_rows),
                      _locations(validated_messages), _locations(quarantined_messages))
     return AssetCheckResult(

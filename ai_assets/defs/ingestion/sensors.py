@@ -1,7 +1,7 @@
 """Event-driven ingestion: a run of the daily pipeline per day that received new files."""
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
 from dagster import (
@@ -61,7 +61,7 @@ def landing_zone_sensor(context: SensorEvaluationContext, landing_zone: LandingZ
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     valid = set(daily_partitions.get_partition_keys(dynamic_partitions_store=None))
     last = daily_partitions.get_last_partition_key()
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     requests, ignored = [], []
     for day in landing_zone.days():
         scan = landing_zone.scan(day)

@@ -14,14 +14,14 @@ from dagster import (
     asset,
 )
 
-from ai_assets.defs.common import MODEL_GROUP
 from ai_assets.data.datasets import split_banking77
-from ai_assets.serving.intent.intent_model import INTENT_MODEL
-from ai_assets.serving.intent.training import first_per_intent, train_candidate
-from ai_assets.serving.intent.out_of_scope import load_out_of_scope
-from ai_assets.serving.intent.text_encoders import encoder_named
+from ai_assets.defs.common import MODEL_GROUP
 from ai_assets.resources.model_training import IntentModelTraining
 from ai_assets.resources.ops_database import OpsDatabaseResource
+from ai_assets.serving.intent.intent_model import INTENT_MODEL
+from ai_assets.serving.intent.out_of_scope import load_out_of_scope
+from ai_assets.serving.intent.text_encoders import encoder_named
+from ai_assets.serving.intent.training import first_per_intent, train_candidate
 
 GROUP = MODEL_GROUP
 MODEL_VERSION = "model_version"  # metadata key: the registry version this run trained

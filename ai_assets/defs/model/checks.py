@@ -2,11 +2,11 @@
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from ai_assets.serving.intent.intent_model import INTENT_MODEL
-from ai_assets.serving.intent.promotion import gate_failures
 from ai_assets.defs.model.assets import GATED_AGAINST, PROMOTION_GATE, intent_model, version_trained_in_run
 from ai_assets.resources.model_training import IntentModelTraining
 from ai_assets.resources.ops_database import OpsDatabaseResource
+from ai_assets.serving.intent.intent_model import INTENT_MODEL
+from ai_assets.serving.intent.promotion import gate_failures
 
 
 @asset_check(asset=intent_model, name=PROMOTION_GATE, blocking=True,

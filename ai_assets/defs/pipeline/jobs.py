@@ -3,8 +3,14 @@
 
 from dagster import AssetSelection, DefaultScheduleStatus, build_schedule_from_partitioned_job, define_asset_job
 
-from ai_assets.defs.common import (ACTIONS_GROUP, ENRICHMENT_GROUP, FRESHNESS_CHECK_KEYS, INGESTION_GROUP,
-                                   INGESTION_JOB, daily_partitions)
+from ai_assets.defs.common import (
+                                   ACTIONS_GROUP,
+                                   ENRICHMENT_GROUP,
+                                   FRESHNESS_CHECK_KEYS,
+                                   INGESTION_GROUP,
+                                   INGESTION_JOB,
+                                   daily_partitions,
+)
 
 ingestion_job = define_asset_job(
     INGESTION_JOB,

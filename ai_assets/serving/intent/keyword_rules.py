@@ -13,10 +13,11 @@ import re
 RULE_CONFIDENCE = 0.5
 
 # Ordered: the first matching rule wins, so the more specific patterns come first.
-RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((intent, re.compile(pattern, re.IGNORECASE)) for intent, pattern in (
+_PATTERNS = (
     ("lost_or_stolen_phone", r"\b(lost|stolen|missing)\b.*\bphone\b|\bphone\b.*\b(lost|stolen)\b"),
     ("lost_or_stolen_card", r"\b(lost|stolen|stole)\b.*\bcard\b|\bcard\b.*\b(lost|stolen)\b"),
-    ("card_payment_not_recognised", r"\b(don'?t|do not|didn'?t|did not)\s+recogni[sz]e\b.*\b(payment|charge|transaction)\b"),
+    ("card_payment_not_recognised",
+     r"\b(don'?t|do not|didn'?t|did not)\s+recogni[sz]e\b.*\b(payment|charge|transaction)\b"),
     ("transaction_charged_twice", r"\b(charged|billed)\s+(twice|two times|double)\b|\bduplicate (charge|payment)\b"),
     ("pin_blocked", r"\bpin\b.*\b(blocked|locked)\b"),
     ("change_pin", r"\b(change|reset)\b.*\bpin\b"),
@@ -24,7 +25,9 @@ RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple((intent, re.compile(patte
     ("card_arrival", r"\bcard\b.*\b(not|hasn'?t|still not|never)\b.*\b(arrived|come|received)\b"),
     ("terminate_account", r"\b(close|delete|terminate|cancel)\b.*\baccount\b"),
     ("apple_pay_or_google_pay", r"\b(apple|google)\s*pay\b"),
-))
+)
+RULES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (intent, re.compile(pattern, re.IGNORECASE)) for intent, pattern in _PATTERNS)
 
 
 def match_rule(text: str) -> str | None:

@@ -29,7 +29,7 @@ class HashingEncoder:
         out = np.zeros((len(texts), self.dims), dtype=np.float32)
         for i, text in enumerate(texts):
             words = re.findall(r"\w+", text.lower())
-            for token in words + [a + " " + b for a, b in zip(words, words[1:])]:
+            for token in words + [a + " " + b for a, b in zip(words, words[1:], strict=False)]:
                 h = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "big")
                 out[i, h % self.dims] += 1.0 if (h >> 20) & 1 else -1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
+from ai_assets.serving.llm.claude_tier import ClaudeTier, failure_kind
+from ai_assets.serving.llm.prompt import InvalidModelOutput, parse_message_content, request_body
+from ai_assets.serving.outcomes import TierAnswer, TierFailure
 from ai_assets.serving.resilience.budget import Budget
 from ai_assets.serving.resilience.deadline import Deadline
-from ai_assets.serving.llm.prompt import InvalidModelOutput, parse_message_content, request_body
-from ai_assets.serving.llm.claude_tier import ClaudeTier, failure_kind
-from ai_assets.serving.outcomes import TierAnswer, TierFailure
 
 
 def classify_batch(tier: ClaudeTier, texts: list[str], budget: Budget, deadline: Deadline,

@@ -17,9 +17,7 @@ from typing import Protocol
 
 import anthropic
 
-from ai_assets.serving.resilience.budget import Budget
-from ai_assets.serving.resilience.circuit_breaker import CircuitBreaker, CircuitOpen
-from ai_assets.serving.resilience.deadline import Deadline, DeadlineExceeded
+from ai_assets.ops_db.llm_cache import cache_key
 from ai_assets.serving.llm.prompt import (
     PROMPT_VERSION,
     InvalidModelOutput,
@@ -27,11 +25,13 @@ from ai_assets.serving.llm.prompt import (
     parse_tool_input,
     request_body,
 )
+from ai_assets.serving.outcomes import TierAnswer, TierFailure
+from ai_assets.serving.resilience.budget import Budget
+from ai_assets.serving.resilience.circuit_breaker import CircuitBreaker, CircuitOpen
+from ai_assets.serving.resilience.deadline import Deadline, DeadlineExceeded
 from ai_assets.serving.resilience.pricing import PriceTable
 from ai_assets.serving.resilience.rate_limit import ConcurrencyLimit, RateLimiter
 from ai_assets.serving.resilience.retry_policy import RetryPolicy, parse_retry_after
-from ai_assets.ops_db.llm_cache import cache_key
-from ai_assets.serving.outcomes import TierAnswer, TierFailure
 
 CHARS_PER_TOKEN = 4  # estimate for rate-limit and budget reservations, settled after the call
 

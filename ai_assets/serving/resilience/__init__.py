@@ -22,9 +22,22 @@ deterministic); this module only gathers them. One way a paid call composes them
 ``CircuitOpen`` and ``DeadlineExceeded`` should not be classified as retryable.
 """
 
-from ai_assets.serving.resilience.budget import AlertLevel, Budget, BudgetAlert, BudgetDecision, BudgetScope, Reservation
-from ai_assets.serving.resilience.circuit_breaker import (CircuitBreaker, CircuitOpen, CircuitState, CircuitStats, Permit,
-                                            Transition)
+from ai_assets.serving.resilience.budget import (
+                                            AlertLevel,
+                                            Budget,
+                                            BudgetAlert,
+                                            BudgetDecision,
+                                            BudgetScope,
+                                            Reservation,
+)
+from ai_assets.serving.resilience.circuit_breaker import (
+                                            CircuitBreaker,
+                                            CircuitOpen,
+                                            CircuitState,
+                                            CircuitStats,
+                                            Permit,
+                                            Transition,
+)
 from ai_assets.serving.resilience.deadline import Clock, Deadline, DeadlineExceeded, Sleep
 from ai_assets.serving.resilience.pricing import ModelPrice, PriceTable, cost, to_money
 from ai_assets.serving.resilience.rate_limit import ConcurrencyLimit, ConcurrencyTimeout, RateLimiter

@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Callable
 
 from ai_assets.serving.resilience.pricing import Money, to_money
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class BudgetScope(str, Enum):
@@ -127,7 +127,7 @@ class Budget:
         now = self._now()
         if now.tzinfo is None:
             raise ValueError("the budget's wall clock must return timezone-aware datetimes")
-        today = now.astimezone(timezone.utc).date()
+        today = now.astimezone(UTC).date()
         if today != self._day:
             self._day = today
             # Reservations from yesterday's window no longer hold against today's limit.

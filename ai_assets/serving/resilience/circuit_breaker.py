@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 from ai_assets.serving.resilience.deadline import Clock
 

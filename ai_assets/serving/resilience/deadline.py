@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 Clock = Callable[[], float]
 """Monotonic seconds (``time.monotonic`` in production)."""
@@ -52,7 +52,7 @@ class Deadline:
         """The absolute end on ``clock`` (``inf`` for no deadline)."""
 
     @classmethod
-    def never(cls, clock: Clock = time.monotonic) -> "Deadline":
+    def never(cls, clock: Clock = time.monotonic) -> Deadline:
         return cls(None, clock)
 
     def remaining(self) -> float:

@@ -8,19 +8,20 @@ as pricing the summed tokens.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Mapping, Union
 
 MILLION = Decimal(1_000_000)
 BATCH_DISCOUNT = Decimal("0.5")
 """The Message Batches API bills half the standard price."""
 
-Money = Union[Decimal, int, str, float]
+Money = Decimal | int | str | float
 
 
 def to_money(value: Money) -> Decimal:
-    """A Decimal from a Decimal, int or string; a float goes through ``str`` (0.1 -> 0.1, not 0.1000000000000000055...)."""
+    """A Decimal from a Decimal, int or string; a float goes through ``str``
+    (0.1 -> 0.1, not 0.1000000000000000055...)."""
     if isinstance(value, bool):
         raise TypeError("a bool is not an amount of money")
     if isinstance(value, Decimal):
@@ -44,7 +45,7 @@ class ModelPrice:
     output_per_million: Decimal
 
     @classmethod
-    def parse(cls, spec: "ModelPrice | Mapping[str, Money] | tuple[Money, Money]") -> "ModelPrice":
+    def parse(cls, spec: ModelPrice | Mapping[str, Money] | tuple[Money, Money]) -> ModelPrice:
         """From ``{"input": "3", "output": "15"}``, a ``(input, output)`` pair, or a ModelPrice."""
         if isinstance(spec, ModelPrice):
             return spec
@@ -68,7 +69,7 @@ class PriceTable:
     call the budget cannot stop.
     """
 
-    def __init__(self, prices: Mapping[str, "ModelPrice | Mapping[str, Money] | tuple[Money, Money]"],
+    def __init__(self, prices: Mapping[str, ModelPrice | Mapping[str, Money] | tuple[Money, Money]],
                  *, batch_discount: Money = BATCH_DISCOUNT):
         self.prices = {model: ModelPrice.parse(spec) for model, spec in prices.items()}
         self.batch_discount = to_money(batch_discount)
@@ -89,7 +90,7 @@ class PriceTable:
         return total * (1 - self.batch_discount) if batch else total
 
 
-def cost(prices: Mapping[str, "ModelPrice | Mapping[str, Money] | tuple[Money, Money]"], model: str,
+def cost(prices: Mapping[str, ModelPrice | Mapping[str, Money] | tuple[Money, Money]], model: str,
          input_tokens: int, output_tokens: int, batch: bool = False) -> Decimal:
     """One-off pricing straight from a config dict; see :class:`PriceTable`."""
     return PriceTable(prices).cost(model, input_tokens, output_tokens, batch=batch)

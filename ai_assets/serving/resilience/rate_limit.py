@@ -19,12 +19,11 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 from ai_assets.serving.resilience.deadline import Clock, Sleep
-
 
 _EPSILON = 1e-9
 
@@ -245,7 +244,7 @@ class ConcurrencyLimit:
         finally:
             self.release()
 
-    def __enter__(self) -> "ConcurrencyLimit":
+    def __enter__(self) -> ConcurrencyLimit:
         self.acquire()
         return self
 

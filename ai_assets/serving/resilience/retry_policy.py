@@ -16,8 +16,9 @@ import math
 import random
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
 
 from ai_assets.serving.resilience.deadline import Deadline, DeadlineExceeded, Sleep
 
@@ -150,6 +151,6 @@ def parse_retry_after(value: str | float | None, now: datetime | None = None) ->
         except (TypeError, ValueError, IndexError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     return max(0.0, seconds) if math.isfinite(seconds) else None
