@@ -34,6 +34,7 @@ from ai_assets.data.datasets import split_banking77  # noqa: E402
 from ai_assets.definitions import build_defs  # noqa: E402
 from ai_assets.ops_db import OpsDb  # noqa: E402
 from ai_assets.resources import (  # noqa: E402
+    ActionSettings,
     IngestionPolicy,
     IntentModelTraining,
     LandingZone,
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
             "ops_database": OpsDatabaseResource(url=url),
             "model_serving": ModelServing(),
             "model_training": IntentModelTraining(models_dir=str(root / "models")),
+            "action_settings": ActionSettings(outbox_dir=str(root / "outbox")),
         })
         job = defs.resolve_job_def("ingestion_job")
         runs = []
