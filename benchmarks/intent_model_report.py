@@ -1,6 +1,6 @@
 """The local intent model's report: accuracy, coverage at 98 % precision, out-of-scope leakage.
 
-    python -m benchmarks.intent_model_report [--target 0.98] [--seed 0] [--fine-tune-layers N] [--out FILE]
+    python -m benchmarks.intent_model_report [--target 0.98] [--seed 0] [--out FILE]
 
 1. trains `IntentModel` on the training split (6,999 BANKING77 rows) plus the hand-written
    out-of-scope training messages (ai_assets/data/out_of_scope/train.txt);
@@ -54,8 +54,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", type=float, default=0.98)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--fine-tune-layers", type=int, default=None,
-                    help="top encoder layers to fine-tune (default: IntentModelConfig's; 0: frozen encoder)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
 
@@ -70,8 +68,6 @@ def main(argv: list[str] | None = None) -> dict:
     encoder_load_s = time.perf_counter() - t0
 
     config = IntentModelConfig()
-    if args.fine_tune_layers is not None:
-        config = IntentModelConfig(fine_tune_layers=args.fine_tune_layers)
     t0 = time.perf_counter()
     model = IntentModel.train([r.text for r in train], [r.category for r in train], oos_train,
                               seed=args.seed, encoder=encoder, config=config)
@@ -87,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
         "oos_heldout1": (load_out_of_scope("heldout"), [OUT_OF_SCOPE] * len(load_out_of_scope("heldout"))),
         "oos_heldout2": (load_out_of_scope("heldout2"), [OUT_OF_SCOPE] * len(load_out_of_scope("heldout2"))),
     }
-    sets["validation+oos_heldout"] = (sets["validation"][0] + oos_heldout, sets["validation"][1] + sets["oos_heldout"][1])
+    sets["validation+oos_heldout"] = (sets["validation"][0] + oos_heldout,
+                                      sets["validation"][1] + sets["oos_heldout"][1])
     sets["replay+oos_heldout"] = (sets["replay"][0] + oos_heldout, sets["replay"][1] + sets["oos_heldout"][1])
     metrics = {name: rounded(evaluate(model, texts, labels, target=args.target))
                for name, (texts, labels) in sets.items()}
@@ -131,15 +128,13 @@ def main(argv: list[str] | None = None) -> dict:
     val, rep = metrics["validation"], metrics["replay"]
     report = {
         "model": ("TF-IDF LR + MiniLM-embedding LR + MiniLM kNN, averaged, temperature-calibrated, "
-                  "out_of_scope class + novelty floor; MiniLM top "
-                  f"{model.info['fine_tuned_layers']} layers fine-tuned"),
+                  "out_of_scope class + novelty floor; MiniLM frozen"),
         "seed": args.seed,
         "target_precision": args.target,
         "threshold": chosen.as_dict(),
         "training": {k: model.info[k] for k in ("n_train", "n_out_of_scope", "temperature", "novelty_floor",
                                                 "folds", "oof_accuracy_in_scope", "oof_out_of_scope_recall",
-                                                "fine_tuned_layers", "encode_seconds", "fine_tune_seconds",
-                                                "training_fingerprint")},
+                                                "encode_seconds", "training_fingerprint")},
         "threshold_info": model.threshold_info,
         "metrics": metrics,
         "threshold_variants_by_assumed_oos_share": variants,

