@@ -20,11 +20,11 @@ import sys
 import tempfile
 import time
 import uuid
-from importlib import resources
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -33,17 +33,17 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from ai_assets.data.datasets import split_banking77
-from ai_assets.serving.intent.training import first_per_intent, train_candidate
-from ai_assets.serving.intent.out_of_scope import load_out_of_scope
-from ai_assets.actions.routing_policy import load_policy
-from ai_assets.simulator import simulate_day, write_day
-from ai_assets.serving.intent.text_encoders import HashingEncoder
-from ai_assets.ops_db import AuditEvent, OpsDb
-from ai_assets.ops_db.outbox import OutboxStore
-from ai_assets.ops_db.engine import normalise_url
 from ai_assets.actions.ledger import Tally, action_tally
+from ai_assets.actions.routing_policy import load_policy
+from ai_assets.data.datasets import split_banking77
+from ai_assets.ops_db import AuditEvent, OpsDb
+from ai_assets.ops_db.engine import normalise_url
+from ai_assets.ops_db.outbox import OutboxStore
 from ai_assets.ops_db.tables import Action, OutboxKind, OutboxMessage
+from ai_assets.serving.intent.out_of_scope import load_out_of_scope
+from ai_assets.serving.intent.text_encoders import HashingEncoder
+from ai_assets.serving.intent.training import first_per_intent, train_candidate
+from ai_assets.simulator import simulate_day, write_day
 from ai_assets_tests.doubles.receivers import SmtpReceiver
 from ai_assets_tests.doubles.tcp_proxy import TcpProxy
 

@@ -166,7 +166,7 @@ def _wrong_values(b: _Builder) -> None:
     for k in range(20):
         text = ["", " " * (k + 1), "\u200b" * (k + 1), "\t\n" * (k + 1), "x" * (2001 + k)][k % 5]
         b.add("text_length", b.record(text=text), ("quarantine", "text_normalised"))
-    for k in range(10):  # one id, two messages, same day: both held back (which one is real?)
+    for _ in range(10):  # one id, two messages, same day: both held back (which one is real?)
         first = b.record()
         b.add("duplicate_id_same_day", first, ("quarantine", "expect_column_values_to_be_unique(message_id)"))
         b.add("duplicate_id_same_day", b.record(message_id=first["message_id"]),

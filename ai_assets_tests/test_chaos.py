@@ -10,6 +10,8 @@ CASES = [pytest.param(name, dialect, id=f"{name}-{dialect}",
                       marks=[pytest.mark.postgres] if dialect == "postgresql" else [])
          for name, (_, dialects) in SCENARIOS.items() for dialect in dialects]
 
+pytestmark = pytest.mark.slow  # 600 messages per scenario, real SIGKILLs and outages: minutes
+
 
 @pytest.mark.parametrize("name, dialect", CASES)
 def test_chaos_scenario_loses_doubles_and_half_does_nothing(name, dialect, smoke_model):

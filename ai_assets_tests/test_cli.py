@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -168,6 +168,7 @@ def test_status_needs_dagster_home(cli):
     assert proc.returncode == 1 and "DAGSTER_HOME is not set" in proc.stderr
 
 
+@pytest.mark.slow
 def test_demo_then_status_json(cli, smoke_model):
     cli.install_model(smoke_model)  # the demo trains one when there is none (make demo does)
     demo = cli("demo", "--days", "3", "--per-day", "200")
@@ -176,7 +177,7 @@ def test_demo_then_status_json(cli, smoke_model):
     match = re.search(r"materializing (\d{4}-\d\d-\d\d)\.\.(\d{4}-\d\d-\d\d)", demo.stdout)
     first_day, faulty = (date.fromisoformat(d) for d in match.groups())
     assert faulty - first_day == timedelta(days=2)
-    assert faulty <= datetime.now(timezone.utc).date() - timedelta(days=1)
+    assert faulty <= datetime.now(UTC).date() - timedelta(days=1)
     days = [(first_day + timedelta(days=i)).isoformat() for i in range(3)]
     faulty = faulty.isoformat()
     for day in days:
@@ -195,7 +196,7 @@ def test_demo_then_status_json(cli, smoke_model):
     for row in rows:
         assert {"asset", "partition", "materialized_at", "metadata", "checks"} <= set(row)
         materialized_at = datetime.fromisoformat(row["materialized_at"])
-        assert timedelta(0) <= datetime.now(timezone.utc) - materialized_at < timedelta(hours=1)
+        assert timedelta(0) <= datetime.now(UTC) - materialized_at < timedelta(hours=1)
         assert row["checks"], row["asset"]
         for check in row["checks"]:
             assert {"name", "passed", "severity"} <= set(check)
@@ -240,6 +241,7 @@ def test_demo_then_status_json(cli, smoke_model):
     assert "validated_messages" in text and "failed=none" in text and faulty in text
 
 
+@pytest.mark.slow
 def test_backfill_twice_gives_identical_outputs(cli, smoke_model):
     cli.install_model(smoke_model)
     cli("simulate", "--start", "2025-03-03", "--days", "3", "--per-day", "200", "--faults", "all=0.02")
@@ -273,11 +275,12 @@ def test_backfill_twice_gives_identical_outputs(cli, smoke_model):
     assert bad.returncode == 2 and "before --start" in bad.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start, end", [("1990-01-01", "1990-01-01"), ("9999-12-31", "9999-12-31"),
                                         ("2024-12-30", "2025-01-02")])
 def test_backfill_outside_the_partitions_names_the_valid_range(cli, start, end):
     proc = cli("backfill", "--start", start, "--end", end, check=False)
-    last = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
+    last = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     asked = start if start == end else f"{start}..{end}"
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [

@@ -8,6 +8,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from ai_assets.ops_db import AuditEvent, OpsDb
 from ai_assets_tests.defs.test_ingestion_assets import output
 
@@ -21,6 +23,7 @@ def cli(workspace, *args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([AI_ASSETS, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_audit_tells_one_messages_whole_story_without_pii(workspace, instance, smoke_model):
     workspace.install_model(smoke_model)
     workspace.simulate(DAY, per_day=80, pii_rate=0.5)
@@ -53,6 +56,7 @@ def test_audit_of_an_unknown_message_is_a_clear_error(workspace):
     assert result.returncode == 1 and "no audit record of message 'no-such-message'" in result.stderr
 
 
+@pytest.mark.slow
 def test_outbox_status_deliver_and_requeue(workspace, instance, smoke_model, tmp_path):
     workspace.install_model(smoke_model)
     workspace.simulate(DAY, per_day=30)

@@ -11,20 +11,24 @@ import pandas as pd
 import pytest
 
 from ai_assets.data.datasets import split_banking77
-from ai_assets.serving.intent.out_of_scope import load_out_of_scope
-from ai_assets.schemas import MAX_TEXT_CHARS
 from ai_assets.ingestion.validation import validate_partition
 from ai_assets.ops_db import OpsDb
 from ai_assets.resources import ModelServing
+from ai_assets.schemas import MAX_TEXT_CHARS
 from ai_assets.serving.evaluation import evaluate_file
+from ai_assets.serving.intent.out_of_scope import load_out_of_scope
+from ai_assets_tests.conftest import install_model
 from ai_assets_tests.doubles import MessagesAPIServer
 from ai_assets_tests.doubles.oracle import banking77_labels
-from ai_assets_tests.conftest import install_model
-from ai_assets_tests.test_cli import AI_ASSETS, Cli  # noqa: F401  (fixture `cli` below)
-from ai_assets_tests.test_cli import cli  # noqa: F401
+from ai_assets_tests.test_cli import AI_ASSETS, Cli
 
 KEYS = {"accuracy", "macro_f1", "automated_share", "automated_precision", "out_of_scope_automated",
         "per_tier", "latency_ms", "cost_usd"}
+
+
+@pytest.fixture
+def cli(tmp_path) -> Cli:
+    return Cli(tmp_path)
 
 
 def labelled_csv(path, rows):
@@ -41,6 +45,7 @@ def sample(n_in=60, n_oos=20):
         [(t, "oos") for t in load_out_of_scope("heldout")[:n_oos]]
 
 
+@pytest.mark.slow
 def test_evaluate_json_reports_what_live_routing_does(cli, smoke_model, tmp_path):
     cli.install_model(smoke_model)
     data = labelled_csv(tmp_path / "labelled.csv", sample() + [("   ", "card_arrival")])
@@ -57,6 +62,7 @@ def test_evaluate_json_reports_what_live_routing_does(cli, smoke_model, tmp_path
     assert report["latency_ms"]["p95"] >= report["latency_ms"]["p50"] > 0
 
 
+@pytest.mark.slow
 def test_evaluate_with_the_llm_tier_pays_for_the_unsure_ones(cli, smoke_model, tmp_path):
     cli.install_model(smoke_model)
     data = labelled_csv(tmp_path / "labelled.csv", sample(30, 5))
@@ -74,6 +80,7 @@ def test_evaluate_with_the_llm_tier_pays_for_the_unsure_ones(cli, smoke_model, t
         assert ModelServing().budget(db).daily_spent == 0
 
 
+@pytest.mark.slow
 def test_evaluate_stays_within_its_own_budget(cli, smoke_model, tmp_path):
     cli.install_model(smoke_model)
     data = labelled_csv(tmp_path / "labelled.csv", sample(10, 2))
@@ -110,6 +117,7 @@ def test_evaluate_serves_exactly_the_rows_live_validation_accepts(tmp_path, smok
     assert len(live.validated) == report["n"] and len(live.quarantined) == 2
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_rows_without_a_category(cli, smoke_model, tmp_path):
     cli.install_model(smoke_model)
     data = labelled_csv(tmp_path / "labelled.csv", [("where is my card", "card_arrival"), ("hello", "")])
@@ -141,6 +149,7 @@ HUGE_INT = b'{"text": "where is my card", "category": "card_arrival", "n": ' + b
 NOT_UTF8 = b'{"text": "caf\xe9", "category": "card_arrival"}'
 
 
+@pytest.mark.slow
 def test_evaluate_skips_and_counts_unreadable_json_lines(cli, smoke_model, tmp_path):
     cli.install_model(smoke_model)
     good = [jsonl_line(text, category) for text, category in sample(10, 2)]
@@ -152,12 +161,14 @@ def test_evaluate_skips_and_counts_unreadable_json_lines(cli, smoke_model, tmp_p
     assert text.startswith("12 messages through") and "3 unreadable line(s) skipped (2, 9, 16)" in text.splitlines()[0]
 
 
+@pytest.mark.slow
 def test_evaluate_fails_in_one_line_when_nothing_is_readable(cli, tmp_path):
     data = labelled_jsonl(tmp_path / "labelled.jsonl", [DEEP, HUGE_INT, b"{not json"])
     line = one_line_error(cli("evaluate", "--data", str(data), check=False))
     assert line == f"Error: {data}: no servable rows to evaluate (3 unreadable line(s) skipped (1, 2, 3))"
 
 
+@pytest.mark.slow
 def test_evaluate_with_no_servable_rows_fails_instead_of_reporting_nothing(cli, smoke_model, tmp_path):
     cli.install_model(smoke_model)
     data = labelled_csv(tmp_path / "labelled.csv", [("   ", "card_arrival"), ("", "card_arrival"),
@@ -168,6 +179,7 @@ def test_evaluate_with_no_servable_rows_fails_instead_of_reporting_nothing(cli, 
     assert proc.stdout == "" and "$None" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_names_the_csv_row_over_the_field_size_limit(cli, tmp_path):
     limit = csv.field_size_limit()
     data = labelled_csv(tmp_path / "labelled.csv", [("where is my card", "card_arrival"),
@@ -179,6 +191,7 @@ def test_evaluate_names_the_csv_row_over_the_field_size_limit(cli, tmp_path):
     assert csv.field_size_limit() == limit  # the limit is not raised, here or for the process
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_fifo_without_waiting_for_a_writer(cli, tmp_path):
     fifo = tmp_path / "labelled.jsonl"
     os.mkfifo(fifo)
@@ -187,6 +200,7 @@ def test_evaluate_refuses_a_fifo_without_waiting_for_a_writer(cli, tmp_path):
     assert one_line_error(proc) == f"Error: {fifo}: not a regular file (a FIFO, device or socket is refused)"
 
 
+@pytest.mark.slow
 def test_evaluate_names_json_records_by_their_line(cli, tmp_path):
     data = labelled_jsonl(tmp_path / "labelled.jsonl", [jsonl_line("hi", "greeting"), b"", b'{"text": "no label"}'])
     assert one_line_error(cli("evaluate", "--data", str(data), check=False)) == (

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ai_assets.ops_db import OpsDb
 
 AI_ASSETS = str(Path(sys.executable).with_name("ai-assets"))
@@ -28,6 +30,7 @@ def statuses(url: str) -> dict[int, str]:
     return {row["version"]: row["status"] for row in json.loads(result.stdout)}
 
 
+@pytest.mark.slow
 def test_promote_then_rollback_in_one_command_each(tmp_path):
     url = f"sqlite:///{tmp_path / 'ops.db'}"
     with OpsDb.open(url) as db:

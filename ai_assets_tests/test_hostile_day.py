@@ -21,14 +21,14 @@ import pandas as pd
 import pytest
 from sqlalchemy import inspect, select, text
 
-from ai_assets.ingestion.landing_files import DAY_FOLDER_IS_SYMLINK
 from ai_assets.defs.actions.checks import EVERY_DECISION_ACTED_ONCE
 from ai_assets.defs.ingestion.checks import COUNTS_BALANCE, LANDING_FILES_ALL_READ
+from ai_assets.ingestion.landing_files import DAY_FOLDER_IS_SYMLINK
 from ai_assets.ops_db import OpsDb
 from ai_assets.ops_db.tables import OutboxMessage
 from ai_assets.resources import LandingZone
-from ai_assets_tests.doubles import SmtpReceiver, WebhookReceiver
 from ai_assets_tests.defs.test_ingestion_assets import checks_by_name, latest_metadata, output
+from ai_assets_tests.doubles import SmtpReceiver, WebhookReceiver
 from ai_assets_tests.hostile_corpus import FOREIGN_DOMAIN, HostileLine, hostile_day, reused_ids
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ Fault counts are checked by reading the bytes the simulator wrote, not by trusti
 """
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -56,7 +56,7 @@ def _in_day(value: object, day: date) -> bool:
     if not isinstance(value, str):
         return False
     ts = datetime.fromisoformat(value)
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return ts.tzinfo is not None and start <= ts < start + timedelta(days=1)
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ai_assets.data.datasets import load_categories
 from ai_assets.actions.routing_policy import PRIORITIES, PolicyError, load_policy
+from ai_assets.data.datasets import load_categories
 
 LABELS = load_categories()
 

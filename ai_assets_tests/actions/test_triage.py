@@ -4,8 +4,17 @@ import pandas as pd
 import pytest
 
 from ai_assets.actions.routing_policy import load_policy
+from ai_assets.actions.triage import (
+    Decision,
+    content_hash,
+    email_key,
+    event_key,
+    idempotency_key,
+    topic,
+    triage,
+    triage_frame,
+)
 from ai_assets.schemas import ENRICHED_COLUMNS, TRIAGE_COLUMNS
-from ai_assets.actions.triage import Decision, content_hash, email_key, event_key, idempotency_key, topic, triage, triage_frame
 
 POLICY = load_policy()
 

@@ -12,7 +12,7 @@ days. (The freshness sensor stays on; its small runs are left alone.)
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from playwright.sync_api import Page, expect
 
 from ai_assets_tests.browser.conftest import REPOSITORY, DagsterDev
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # From the launch until all four runs are done. Generous for a loaded 2-CPU machine (~150 s seen
 # with the multiprocess executor while other suites ran); bounded so a stuck daemon fails the test.
@@ -105,7 +105,7 @@ def check_item(page: Page, check: str):
 def test_materialize_backfill_and_checks_from_the_ui(browser_page: Page, dagster_dev: DagsterDev,
                                                     screenshots: Path):
     server, page = dagster_dev, browser_page
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     single_day = (today - timedelta(days=4)).isoformat()
     backfill_days = [(today - timedelta(days=n)).isoformat() for n in (3, 2, 1)]
     print(f"\nscreenshots: {screenshots}\ndagster dev log: {server.log}")

@@ -4,17 +4,21 @@ end, with the outbox going to files, then to a real SMTP server and HTTP receive
 from datetime import date
 from importlib import resources
 
+import pytest
 import yaml
 from sqlalchemy import func
 
-from ai_assets.actions.routing_policy import load_policy
-from ai_assets.schemas import ACTION_COLUMNS, TRIAGE_COLUMNS
-from ai_assets.defs.actions.checks import EVERY_DECISION_ACTED_ONCE, NO_DEAD_LETTERS
 from ai_assets.actions.delivery import OutboxStore
+from ai_assets.actions.routing_policy import load_policy
+from ai_assets.defs.actions.checks import EVERY_DECISION_ACTED_ONCE, NO_DEAD_LETTERS
 from ai_assets.ops_db import OpsDb
 from ai_assets.ops_db.tables import Action, Case, OutboxMessage
-from ai_assets_tests.doubles import SmtpReceiver, WebhookReceiver
+from ai_assets.schemas import ACTION_COLUMNS, TRIAGE_COLUMNS
 from ai_assets_tests.defs.test_ingestion_assets import checks_by_name, latest_metadata, output
+from ai_assets_tests.doubles import SmtpReceiver, WebhookReceiver
+
+# Each test runs the daily job end to end (ingestion to delivery) through Dagster.
+pytestmark = pytest.mark.slow
 
 DAY = date(2025, 3, 3)
 

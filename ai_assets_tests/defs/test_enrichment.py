@@ -2,18 +2,21 @@
 to Claude (the real SDK against the loopback Messages API), cache, budget, batches, and the
 blocking validation checks that keep a bad day away from the models."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from ai_assets.data.datasets import load_categories
 from ai_assets.actions.routing_policy import load_policy
-from ai_assets.schemas import ENRICHED_COLUMNS
+from ai_assets.data.datasets import load_categories
 from ai_assets.ops_db import OpsDb
 from ai_assets.resources import ModelServing
+from ai_assets.schemas import ENRICHED_COLUMNS
+from ai_assets_tests.defs.test_ingestion_assets import latest_metadata, output
 from ai_assets_tests.doubles import MessagesAPIServer
 from ai_assets_tests.doubles.oracle import banking77_labels
-from ai_assets_tests.defs.test_ingestion_assets import latest_metadata, output
+
+# Each test runs the daily job through enrichment in Dagster, most with the loopback Messages API.
+pytestmark = pytest.mark.slow
 
 DAY = date(2025, 3, 3)
 PRIMARY = "claude-sonnet-4-5"
@@ -120,7 +123,7 @@ def test_old_partitions_go_through_the_batches_api(workspace, instance, smoke_mo
     serving = ModelServing(anthropic_api_key="test-key", anthropic_base_url=server.base_url,
                            batch_partitions_older_than_days=2)
     assert serving.use_batch_for(DAY.isoformat())
-    assert not serving.use_batch_for((datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat())
+    assert not serving.use_batch_for((datetime.now(UTC).date() - timedelta(days=1)).isoformat())
     assert workspace.run(workspace.defs(serving=serving), instance, DAY).success
     enriched = output(workspace, "enriched_messages", DAY)
     batched = enriched["batch"]

@@ -11,12 +11,15 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter, build_output_context
 
 from ai_assets.ingestion.parsing import schema_fingerprint
-from ai_assets.schemas import CONTRACT_FIELDS
-from ai_assets.simulator import FAULT_KINDS, FAULT_OUTCOME, SCHEMA_CHANGING_FAULTS
 from ai_assets.ingestion.validation import build_suite
 from ai_assets.resources import ParquetIOManager
+from ai_assets.schemas import CONTRACT_FIELDS
+from ai_assets.simulator import FAULT_KINDS, FAULT_OUTCOME, SCHEMA_CHANGING_FAULTS
 from ai_assets_tests.conftest import Workspace
 from ai_assets_tests.fault_expectations import QUARANTINE_REASON
+
+# Each test materializes partitions end to end through Dagster (several runs, Parquet files).
+pytestmark = pytest.mark.slow
 
 MONDAY = date(2025, 3, 3)
 ASSETS = ("raw_messages", "validated_messages", "quarantined_messages")
@@ -255,8 +258,15 @@ def write_partition_repeatedly(base_dir: str, times: int) -> int:
 def test_concurrent_writes_of_one_partition_do_not_collide(workspace):
     """Two runs of the same day at once (the sensor's and the schedule's, or a re-execution
     during a backfill) each publish a whole file; neither fails on the other's temporary file."""
-    with multiprocessing.get_context("spawn").Pool(2) as pool:
+    pool = multiprocessing.get_context("spawn").Pool(2)
+    try:
         failures = pool.starmap(write_partition_repeatedly, [(str(workspace.storage), 15)] * 2)
+    finally:
+        # close + join, not terminate (what `with Pool` does): terminate sends SIGTERM, which the
+        # workers inherit as ignored when pytest runs with SIGINT ignored (nohup, `&`) after a
+        # Dagster run in this process mapped SIGTERM to SIGINT's handler; the join then hangs.
+        pool.close()
+        pool.join()
     assert failures == [0, 0]
     folder = workspace.storage / "validated_messages"
     assert [p.name for p in folder.iterdir()] == [f"{MONDAY}.parquet"]  # no temporary files left

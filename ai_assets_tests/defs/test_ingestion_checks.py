@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from dagster import AssetKey, AssetSelection, Definitions, asset, define_asset_job
 
-from ai_assets.defs.pipeline.jobs import ingestion_job
-from ai_assets.defs.common import daily_partitions
 from ai_assets.cli.instance_status import asset_status
+from ai_assets.defs.common import daily_partitions
+from ai_assets.defs.pipeline.jobs import ingestion_job
 
 MONDAY = date(2025, 3, 3)
 
@@ -34,6 +34,7 @@ def with_downstream(defs: Definitions) -> Definitions:
     return Definitions.merge(defs, Definitions(assets=[downstream_of_validated], jobs=[job]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ceiling, blocked", [(0.01, True), (0.20, False)])
 def test_quarantine_ceiling_blocks_downstream_assets(workspace, instance, ceiling, blocked):
     ledger = workspace.simulate(MONDAY, per_day=300, faults="unparseable=0.03")  # 3% quarantined
@@ -68,6 +69,7 @@ def test_quarantine_ceiling_blocks_downstream_assets(workspace, instance, ceilin
         assert len(pd.read_parquet(downstream_file)) == ledger.messages - ledger.faults["unparseable"]
 
 
+@pytest.mark.slow
 def test_ceiling_comes_from_the_policy_resource(workspace, instance):
     """Just under and just over the configured ceiling, with the same data."""
     ledger = workspace.simulate(MONDAY, per_day=300, faults="missing_field=0.05")
@@ -83,6 +85,7 @@ def simulate_trailing_week(workspace, day: date, per_day: int = 300) -> None:
         workspace.simulate(day - timedelta(days=i), per_day=per_day)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_day, passed", [(30, False), (300, True), (1000, False)])
 def test_volume_check_against_trailing_days(workspace, instance, per_day, passed):
     day = MONDAY + timedelta(days=7)
@@ -102,6 +105,7 @@ def test_volume_check_against_trailing_days(workspace, instance, per_day, passed
     assert instance.get_materialized_partitions(AssetKey("raw_messages")) == {day.isoformat()}
 
 
+@pytest.mark.slow
 def test_silent_upstream_day_fails_the_volume_check(workspace, instance):
     day = MONDAY + timedelta(days=7)
     simulate_trailing_week(workspace, day)
@@ -111,12 +115,14 @@ def test_silent_upstream_day_fails_the_volume_check(workspace, instance):
     assert check.passed is False and check.metadata["rows"].value == 0
 
 
+@pytest.mark.slow
 def test_first_day_without_history_passes_the_volume_check(workspace, instance):
     workspace.simulate(MONDAY, per_day=200)
     check = checks_by_name(workspace.run(workspace.defs(), instance, MONDAY))["volume_within_trailing_band"]
     assert check.passed is True and "no trailing days" in check.description
 
 
+@pytest.mark.slow
 def test_schema_check_reports_contract_fields_missing_from_a_file(workspace, instance):
     workspace.simulate(MONDAY, per_day=200)
     partner = workspace.landing / "messages" / MONDAY.isoformat() / "partner.jsonl"

@@ -5,7 +5,7 @@ does (`evaluate_tick` with a context built on a real instance), against real lan
 request) and `resources` (an asset sensor's resources are not taken from the definitions)."""
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from dagster import DefaultScheduleStatus, DefaultSensorStatus, build_schedule_context, build_sensor_context
 
@@ -91,7 +91,7 @@ def test_changed_or_added_file_requests_a_new_run_for_that_day_only(workspace, i
 
 def test_days_outside_the_partitions_range_are_ignored(workspace, instance):
     assert tick(workspace, instance).run_requests == []  # no landing zone yet: nothing to do
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     for outside in (date(2024, 12, 31), today, today + timedelta(days=30)):
         workspace.simulate(outside, per_day=20)
     (workspace.landing / "messages" / "not-a-day").mkdir(parents=True)
@@ -115,7 +115,7 @@ def landing_file(workspace, folder: str) -> None:
 
 
 def test_folders_that_can_never_be_a_partition_are_logged_and_counted(workspace, instance, capsys):
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     never = ["2026-02-30", "9999-12-31", "not-a-date"]  # sorted, as the sensor lists them
     for folder in [*never, today.isoformat(), MONDAY.isoformat()]:
         landing_file(workspace, folder)
@@ -135,7 +135,7 @@ def test_folders_that_can_never_be_a_partition_are_logged_and_counted(workspace,
 
 
 def test_todays_folder_waits_quietly_for_its_day_to_close(workspace, instance, capsys):
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     for day in (today, today + timedelta(days=1)):
         landing_file(workspace, day.isoformat())
     capsys.readouterr()
@@ -169,9 +169,9 @@ def test_sensor_and_schedule_start_running():
 
 def test_daily_schedule_targets_yesterdays_partition(instance):
     for fired_at, expected in [
-        (datetime(2025, 3, 5, 1, 30, tzinfo=timezone.utc), "2025-03-04"),
-        (datetime(2025, 3, 1, 1, 30, tzinfo=timezone.utc), "2025-02-28"),
-        (datetime(2025, 1, 1, 1, 30, tzinfo=timezone.utc), "2024-12-31"),
+        (datetime(2025, 3, 5, 1, 30, tzinfo=UTC), "2025-03-04"),
+        (datetime(2025, 3, 1, 1, 30, tzinfo=UTC), "2025-02-28"),
+        (datetime(2025, 1, 1, 1, 30, tzinfo=UTC), "2024-12-31"),
     ]:
         context = build_schedule_context(instance=instance, scheduled_execution_time=fired_at)
         data = daily_ingestion_schedule.evaluate_tick(context)

@@ -5,6 +5,7 @@ encoder, 12 rows per intent, so it takes seconds), real registry, real instance.
 from datetime import date
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from dagster import JobDefinition, ReexecutionOptions, build_reconstructable_job, execute_job
 
@@ -12,6 +13,9 @@ from ai_assets.cli.main import main
 from ai_assets.ops_db import OpsDb
 from ai_assets_tests.conftest import Workspace
 from ai_assets_tests.defs.test_ingestion_assets import checks_by_name, output
+
+# Every test trains a model and runs Dagster jobs end to end (minutes on a 2-core machine).
+pytestmark = pytest.mark.slow
 
 DAY = date(2025, 3, 3)
 

@@ -32,7 +32,8 @@ from dagster._utils.tags import TagConcurrencyLimitsCounter
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 from sqlalchemy.engine import URL, make_url
 
-from ai_assets.simulator import FAULT_OUTCOME
+from ai_assets.defs.actions.checks import EVERY_DECISION_ACTED_ONCE, EVERY_MESSAGE_TRIAGED_ONCE, NO_DEAD_LETTERS
+from ai_assets.defs.enrichment.checks import EVERY_MESSAGE_ENRICHED_ONCE
 from ai_assets.defs.ingestion.checks import (
     COUNTS_BALANCE,
     LANDING_FILES_ALL_READ,
@@ -41,11 +42,10 @@ from ai_assets.defs.ingestion.checks import (
     SCHEMA_MATCHES_CONTRACT,
     VOLUME_WITHIN_TRAILING_BAND,
 )
-from ai_assets.defs.enrichment.checks import EVERY_MESSAGE_ENRICHED_ONCE
-from ai_assets.defs.actions.checks import EVERY_DECISION_ACTED_ONCE, EVERY_MESSAGE_TRIAGED_ONCE, NO_DEAD_LETTERS
+from ai_assets.simulator import FAULT_OUTCOME
 from ai_assets_tests.conftest import REPO_ROOT, Workspace, require_postgres
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # a PostgreSQL-backed Dagster instance per test
 
 DEPLOY_YAML = REPO_ROOT / "deploy" / "dagster.yaml"
 PG_ENV_VARS = ("DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_HOST", "DAGSTER_PG_DB",

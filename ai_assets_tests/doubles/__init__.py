@@ -16,8 +16,8 @@ from ai_assets_tests.doubles.messages_api_server import (
     ServerStats,
 )
 from ai_assets_tests.doubles.oracle import (
-    OracleAnswer,
     LabelOracle,
+    LabelVerdict,
     Oracle,
     OracleRequest,
     banking77_labels,
@@ -29,7 +29,7 @@ from ai_assets_tests.doubles.receivers import ReceivedMail, ReceivedRequest, Smt
 
 __all__ = [
     "BATCH_OUTCOMES", "CONNECTION_FAULTS", "ERROR_FAULTS", "FAULT_KINDS", "MALFORMED_FAULTS",
-    "OracleAnswer", "LabelOracle", "MessagesAPIServer", "Oracle", "OracleRequest", "RequestRecord",
+    "LabelVerdict", "LabelOracle", "MessagesAPIServer", "Oracle", "OracleRequest", "RequestRecord",
     "ServerConfig", "ServerStats", "banking77_labels", "estimate_tokens", "shape_tool_input",
     "text_key",
     "ReceivedMail", "ReceivedRequest", "SmtpReceiver", "WebhookReceiver",

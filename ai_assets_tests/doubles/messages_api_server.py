@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -98,7 +98,7 @@ class ServerConfig:
     batch_shuffle_results: bool = True  # results not in request order, as the API warns
     seed: int = 0
 
-    def validate(self) -> "ServerConfig":
+    def validate(self) -> ServerConfig:
         unknown = set(self.fault_rates) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
@@ -177,11 +177,11 @@ class ServerStats:
 
 
 def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class _Bucket:
@@ -301,7 +301,7 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 1024  # the default 5 resets connections under a burst
-    owner: "MessagesAPIServer"
+    owner: MessagesAPIServer
 
     def handle_error(self, request, client_address):  # quiet about clients that went away
         exc = sys.exc_info()[1]
@@ -370,7 +370,7 @@ class MessagesAPIServer:
         self.reset_stats()
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> "MessagesAPIServer":
+    def start(self) -> MessagesAPIServer:
         """Bind (a free port the first time; the same port after a stop) and serve."""
         if self._httpd is not None:
             return self
@@ -406,7 +406,7 @@ class MessagesAPIServer:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def __enter__(self) -> "MessagesAPIServer":
+    def __enter__(self) -> MessagesAPIServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

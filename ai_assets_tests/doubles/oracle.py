@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Union
+from typing import Any
 
 OUT_OF_SCOPE = "out_of_scope"
 
@@ -61,7 +61,7 @@ class OracleRequest:
     batch: bool = False
 
 
-OracleAnswer = Union[Mapping[str, Any], str]
+OracleAnswer = Mapping[str, Any] | str
 Oracle = Callable[[OracleRequest], OracleAnswer]
 
 
@@ -138,7 +138,7 @@ def shape_tool_input(tool: Mapping[str, Any], label_field: str | None,
 
 
 @dataclass(frozen=True)
-class OracleAnswer:
+class LabelVerdict:
     label: str  # what the oracle answers
     true_label: str  # what the mapping says (or the unknown label)
     wrong: bool  # answered a deliberately different label
@@ -162,7 +162,7 @@ def _candidates(prompt: str) -> Iterable[str]:
     yield from unescaped.splitlines()
 
 
-LabelSource = Union[Mapping[str, str], Iterable[Any], Callable[[str], Union[str, None]], None]
+LabelSource = Mapping[str, str] | Iterable[Any] | Callable[[str], str | None] | None
 
 
 class LabelOracle:
@@ -190,7 +190,7 @@ class LabelOracle:
         if callable(labels) and not isinstance(labels, Mapping):
             self._fn = labels
         elif isinstance(labels, Mapping):
-            self._map = {text_key(t): str(l) for t, l in labels.items()}
+            self._map = {text_key(t): str(label) for t, label in labels.items()}
         elif labels is not None:
             for row in labels:
                 text, label = (row.text, row.category) if hasattr(row, "category") else row
@@ -225,7 +225,7 @@ class LabelOracle:
         return self._lookup(user_text)[1]
 
     def decide(self, user_text: str, allowed: Iterable[str] | None = None,
-               error_rate: float = 0.0, seed: int = 0) -> OracleAnswer:
+               error_rate: float = 0.0, seed: int = 0) -> LabelVerdict:
         """The oracle's answer for a user text: what the server will send, predictable by tests."""
         key, true = self._lookup(user_text)
         known = true is not None
@@ -236,13 +236,13 @@ class LabelOracle:
             label = (self.unknown_label if self.unknown_label in allowed_list
                      else allowed_list[int(unit_hash(seed, "fallback", key) * len(allowed_list))])
         wrong = False
-        others = [l for l in allowed_list if l != label]
+        others = [other for other in allowed_list if other != label]
         if error_rate > 0 and others and unit_hash(seed, "wrong", key) < error_rate:
             label = others[int(unit_hash(seed, "wrong-label", key) * len(others))]
             wrong = True
         lo, hi = self.wrong_confidence if wrong else self.confidence
         confidence = round(lo + (hi - lo) * unit_hash(seed, "confidence", key), 3)
-        return OracleAnswer(label, true, wrong, known, key, confidence)
+        return LabelVerdict(label, true, wrong, known, key, confidence)
 
     def __call__(self, request: OracleRequest) -> OracleAnswer:
         d = self.decide(request.user_text, request.allowed_labels, request.error_rate, request.seed)

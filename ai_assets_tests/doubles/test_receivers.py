@@ -32,7 +32,7 @@ def _mail(port: int, message_id: str) -> None:
 def test_webhook_receiver_records_fails_on_request_and_restarts_on_its_port():
     receiver = WebhookReceiver()
     with pytest.raises(RuntimeError):
-        receiver.url  # no port before the first start
+        _ = receiver.url  # no port before the first start
     with receiver:
         port = receiver.port
         receiver.fail_next(2, status=503, body="busy", headers={"Retry-After": "3"})
@@ -56,7 +56,7 @@ def test_webhook_receiver_records_fails_on_request_and_restarts_on_its_port():
 def test_smtp_receiver_records_refuses_on_request_and_restarts_on_its_port():
     receiver = SmtpReceiver()
     with pytest.raises(RuntimeError):
-        receiver.port
+        _ = receiver.port
     with receiver:
         port = receiver.port
         _mail(port, "<a@x>")

@@ -12,13 +12,13 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from ai_assets.ingestion.accounting import balance, duplicate_locations
 from ai_assets.data.datasets import split_banking77
+from ai_assets.ingestion.accounting import balance, duplicate_locations
 from ai_assets.ingestion.parsing import EXCERPT_CHARS, parse_lines
 from ai_assets.ingestion.pii import mask_pii
+from ai_assets.ingestion.validation import validate_partition
 from ai_assets.schemas import MAX_TEXT_CHARS, VALIDATED_COLUMNS
 from ai_assets.simulator import FAULT_KINDS, FAULT_OUTCOME, PII_SAMPLES, parse_fault_spec, simulate_day
-from ai_assets.ingestion.validation import validate_partition
 from ai_assets_tests.fault_expectations import QUARANTINE_REASON
 
 DAY = date(2024, 3, 11)  # a Monday

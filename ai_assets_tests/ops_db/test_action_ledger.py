@@ -9,10 +9,10 @@ import threading
 import pytest
 from sqlalchemy import func, select, text
 
+from ai_assets.actions.ledger import ALREADY_DONE, ActionLedger, MessageDecision, Tally, action_tally, outcome_counts
 from ai_assets.actions.routing_policy import load_policy
 from ai_assets.actions.triage import content_hash, idempotency_key, triage
 from ai_assets.ops_db import AuditContext, AuditEvent, CaseConflict, pipeline_actor
-from ai_assets.actions.ledger import ALREADY_DONE, ActionLedger, MessageDecision, Tally, action_tally, outcome_counts
 from ai_assets.ops_db.tables import Action, AuditEntry, Case, CaseHistory, OutboxMessage, ReviewItem
 
 POLICY = load_policy()

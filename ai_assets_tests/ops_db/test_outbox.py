@@ -6,9 +6,10 @@ import threading
 from datetime import timedelta
 
 import pytest
+
 from ai_assets.ops_db import OpsDb
-from ai_assets.ops_db.tables import OutboxMessage
 from ai_assets.ops_db.outbox import MAX_ERROR_CHARS, OutboxStore
+from ai_assets.ops_db.tables import OutboxMessage
 from ai_assets_tests.actions.delivery import T0, add_rows, email_spec, webhook_spec
 
 

@@ -192,7 +192,7 @@ def test_concurrent_promotions_leave_exactly_one_production(ops: OpsDb, db_url):
     clients = [OpsDb(create_engine_for(db_url)) for _ in range(n)]
     try:
         for round_ in range(3):
-            errors = _race(lambda i: clients[i].registry.promote(
+            errors = _race(lambda i, round_=round_: clients[i].registry.promote(
                 "intent", i + 1, actor=f"worker-{i}", reason=f"round {round_}"), n)
             assert errors == []
             assert list(statuses(ops).values()).count("production") == 1

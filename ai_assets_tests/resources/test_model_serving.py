@@ -1,8 +1,9 @@
 """The model-serving resource wired to the operations database and the loopback API."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from dagster import EnvVar
 
 from ai_assets.data.datasets import load_categories, split_banking77
@@ -28,6 +29,7 @@ def test_without_an_api_key_no_llm_tier_exists(tmp_path):
     assert cascade.claude_tiers == []
 
 
+@pytest.mark.slow
 def test_calls_are_recorded_cached_and_paid_once(tmp_path):
     db = OpsDatabaseResource(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
     with MessagesAPIServer(banking77_labels()) as server:
@@ -46,7 +48,7 @@ def test_calls_are_recorded_cached_and_paid_once(tmp_path):
 def test_daily_budget_counts_what_earlier_runs_spent(tmp_path):
     db = OpsDatabaseResource(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
     db.usage.record(tier="claude-sonnet-4-5", model="claude-sonnet-4-5", cost_usd=Decimal("1.00"),
-                    at=datetime.now(timezone.utc) - timedelta(minutes=5))
+                    at=datetime.now(UTC) - timedelta(minutes=5))
     with MessagesAPIServer(banking77_labels()) as server:
         config = serving(server, daily_budget_usd=1.0)
         alerts = []
@@ -58,10 +60,11 @@ def test_daily_budget_counts_what_earlier_runs_spent(tmp_path):
     assert alerts and alerts[0].level.value in ("warning", "exhausted")
 
 
+@pytest.mark.slow
 def test_an_evaluation_has_its_own_budget_and_leaves_live_traffic_s_day_alone(tmp_path):
     db = OpsDatabaseResource(url=f"sqlite:///{tmp_path / 'ops.db'}").db()
     db.usage.record(tier="claude-sonnet-4-5", model="claude-sonnet-4-5", cost_usd=Decimal("1.00"),
-                    run_id="live-run", at=datetime.now(timezone.utc) - timedelta(minutes=5))
+                    run_id="live-run", at=datetime.now(UTC) - timedelta(minutes=5))
     with MessagesAPIServer(banking77_labels()) as server:
         config = serving(server, daily_budget_usd=1.0)  # live traffic's day is spent
         evaluation = config.evaluation(db, budget_usd=10.0)

@@ -10,13 +10,13 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import make_pipeline
 
+from ai_assets.data.datasets import load_categories, split_banking77
+from ai_assets.serving.llm.claude_tier import ClaudeTier, is_retryable, retry_after_seconds
 from ai_assets.serving.resilience.budget import Budget
 from ai_assets.serving.resilience.circuit_breaker import CircuitBreaker
-from ai_assets.data.datasets import load_categories, split_banking77
 from ai_assets.serving.resilience.pricing import PriceTable
 from ai_assets.serving.resilience.rate_limit import ConcurrencyLimit, RateLimiter
 from ai_assets.serving.resilience.retry_policy import RetryPolicy
-from ai_assets.serving.llm.claude_tier import ClaudeTier, is_retryable, retry_after_seconds
 from ai_assets_tests.doubles import MessagesAPIServer
 from ai_assets_tests.doubles.oracle import banking77_labels
 

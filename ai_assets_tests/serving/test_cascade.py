@@ -8,8 +8,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.tree import DecisionTreeClassifier
 
 from ai_assets.data.datasets import split_banking77
-from ai_assets.serving.resilience.deadline import Deadline
 from ai_assets.serving.cascade import HUMAN, KEYWORDS, LOCAL, NEEDS_HUMAN, ModelCascade, total_cost
+from ai_assets.serving.resilience.deadline import Deadline
 from ai_assets_tests.serving.conftest import LABELS, PRIMARY, SECONDARY, MemoryCache, Prediction, budget
 
 TEXTS = [r.text for r in split_banking77()["validation"][:60]]
@@ -104,6 +104,7 @@ def test_circuit_breaker_stops_calling_a_failing_tier(server, make_tier, local_m
     assert sum("circuit_open" in x for x in reasons) == 7
 
 
+@pytest.mark.slow
 def test_rate_limits_pause_the_tier_but_never_open_its_breaker(server, make_tier, local_model):
     # Five 429s in a row (another client on the same organisation's limit): the limiter's
     # retry-after pause handles them; the breaker stays closed and the primary answers.
@@ -170,7 +171,7 @@ def test_prompt_injection_cannot_leave_the_allowed_labels(server, make_tier, loc
         assert result.answer.intent in set(LABELS) | {"out_of_scope"}
         assert "<" not in result.answer.summary
     bodies = [rec.body for rec in server.requests("messages")]
-    for body, text in zip(sorted(bodies, key=str), sorted(INJECTIONS)):
+    for body in sorted(bodies, key=str):
         assert "</customer_message> SYSTEM" not in body["messages"][0]["content"]
 
 

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from ai_assets_tests.doubles import SmtpReceiver, WebhookReceiver
+
 # The operations database on SQLite and PostgreSQL, as in ops_db/.
 from ai_assets_tests.ops_db.conftest import db_url, engine, ops, pg_module_database  # noqa: F401
 

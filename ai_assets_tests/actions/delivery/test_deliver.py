@@ -12,13 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from ai_assets.actions.delivery import (DeliveryReport, FileEventSink, FileMailSink, SmtpMailer, Transport, WebhookPoster,
-                                backoff_delay, deliver_due, deliver_until_settled)
+from ai_assets.actions.delivery import (
+    DeliveryReport,
+    FileEventSink,
+    FileMailSink,
+    SmtpMailer,
+    Transport,
+    WebhookPoster,
+    backoff_delay,
+    deliver_due,
+    deliver_until_settled,
+)
 from ai_assets.ops_db import AuditContext, OpsDb
 from ai_assets.ops_db.outbox import OutboxRow, OutboxStore
 from ai_assets.ops_db.types import utcnow
-from ai_assets_tests.doubles import SmtpReceiver, WebhookReceiver
 from ai_assets_tests.actions.delivery import T0, FakeClock, add_rows, customer_email_spec, key_for, webhook_spec
+from ai_assets_tests.doubles import SmtpReceiver, WebhookReceiver
 
 SMTP_PASSWORD = "smtp-pa55-Zq8wKx"
 WEBHOOK_SECRET = "whsec-Hk29Lmq7Pz"

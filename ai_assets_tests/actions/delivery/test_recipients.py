@@ -15,15 +15,25 @@ from pathlib import Path
 
 import pytest
 
-from ai_assets.actions.delivery import (CUSTOMER_ID_PATTERN, DEFAULT_RECIPIENT_DOMAIN, MAX_ADDRESS_CHARS, DeliveryFailed,
-                                DeliveryReport, FileMailSink, SmtpMailer, build_email, customer_address, deliver_due)
+from ai_assets.actions.delivery import (
+    CUSTOMER_ID_PATTERN,
+    DEFAULT_RECIPIENT_DOMAIN,
+    MAX_ADDRESS_CHARS,
+    DeliveryFailed,
+    DeliveryReport,
+    FileMailSink,
+    SmtpMailer,
+    build_email,
+    customer_address,
+    deliver_due,
+)
 from ai_assets.ops_db import OpsDb
 from ai_assets.ops_db.outbox import OutboxStore
 from ai_assets.ops_db.types import utcnow
 from ai_assets.resources.actions import ActionSettings
-from ai_assets_tests.doubles import SmtpReceiver
 from ai_assets_tests.actions.delivery import add_rows, customer_email_spec, key_for
 from ai_assets_tests.actions.delivery.test_transports import make_row
+from ai_assets_tests.doubles import SmtpReceiver
 
 DOMAIN = "customers.bank.example"
 GOOD = "c-000001@customers.bank.example"

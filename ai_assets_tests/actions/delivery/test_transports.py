@@ -14,11 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from ai_assets.actions.delivery import (DeliveryFailed, FileEventSink, FileMailSink, SmtpMailer, WebhookPoster,
-                                webhook_body)
+from ai_assets.actions.delivery import (
+    DeliveryFailed,
+    FileEventSink,
+    FileMailSink,
+    SmtpMailer,
+    WebhookPoster,
+    webhook_body,
+)
 from ai_assets.ops_db.outbox import OutboxRow
-from ai_assets_tests.doubles import SmtpReceiver, WebhookReceiver
 from ai_assets_tests.actions.delivery import T0, key_for
+from ai_assets_tests.doubles import SmtpReceiver, WebhookReceiver
 
 SMTP_PASSWORD = "smtp-pa55-Zq8wKx"
 WEBHOOK_SECRET = "whsec-Hk29Lmq7Pz"

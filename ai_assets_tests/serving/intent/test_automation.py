@@ -4,9 +4,14 @@ import unicodedata
 
 import pytest
 
-from ai_assets.serving.intent.automation import AutomationPolicy, is_llm_tier, mentions_label_name, reaches_local_threshold
-from ai_assets.serving.intent.confusables import _LOOKALIKES, fold_confusables
 from ai_assets.data.datasets import load_categories
+from ai_assets.serving.intent.automation import (
+    AutomationPolicy,
+    is_llm_tier,
+    mentions_label_name,
+    reaches_local_threshold,
+)
+from ai_assets.serving.intent.confusables import _LOOKALIKES, fold_confusables
 
 LABELS = frozenset(load_categories())
 POLICY = AutomationPolicy(local_threshold=0.8, labels=LABELS, llm_min_confidence=0.9)

@@ -7,6 +7,7 @@ package (offline) on a subset of the training split, to prove the shipped encode
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import os
@@ -236,10 +237,9 @@ def test_a_different_seed_only_moves_the_calibration_folds(hashed_model, small):
     assert same / len(texts) > 0.95
 
 
-def test_select_threshold_and_automation_flags(small):
-    train, validation, oos = small
-    model = IntentModel.train([r.text for r in train], [r.category for r in train], oos[::2], seed=3,
-                              encoder=HashEncoder())
+def test_select_threshold_and_automation_flags(hashed_model, small):
+    _, validation, oos = small
+    model = copy.deepcopy(hashed_model)  # the same training as `hashed_model`, whose threshold stays unset
     texts, labels = [r.text for r in validation], [r.category for r in validation]
     assert model.threshold is None and not any(p.automated for p in model.predict(texts))
     result = model.select_threshold(texts, labels, target=0.9, oos_share=0.0)
@@ -261,10 +261,9 @@ def test_select_threshold_and_automation_flags(small):
         model.select_threshold(texts, labels, oos_share=1.0)
 
 
-def test_evaluate_counts_out_of_scope_rows_as_must_not_automate(small):
-    train, validation, oos = small
-    model = IntentModel.train([r.text for r in train], [r.category for r in train], oos[::2], seed=3,
-                              encoder=HashEncoder())
+def test_evaluate_counts_out_of_scope_rows_as_must_not_automate(hashed_model, small):
+    _, validation, oos = small
+    model = copy.deepcopy(hashed_model)
     texts = [r.text for r in validation] + oos[1::2]
     labels = [r.category for r in validation] + ["oos"] * len(oos[1::2])
     m = evaluate(model, texts, labels, threshold=0.0)
@@ -295,8 +294,55 @@ def test_save_and_load_round_trip(hashed_model, small, tmp_path):
     with pytest.raises(ValueError, match="encoder"):
         IntentModel.load(path, encoder=MiniLMEncoder())
     (tmp_path / "junk.joblib").write_bytes(b"not a model")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (whatever joblib raises on junk: it must not load)
         IntentModel.load(tmp_path / "junk.joblib", encoder=HashEncoder())
+
+
+def _saved_state(model, **changes):
+    state = {"format_version": 2, "labels": model.labels, "components": model._components,
+             "temperature": model.temperature, "novelty_floor": model.novelty_floor, "info": model.info,
+             "calibration_oos": model.calibration_oos, "threshold": 0.5, "threshold_info": {"threshold": 0.5}}
+    return {**state, **changes}
+
+
+def test_files_of_earlier_layouts_load_and_fine_tuned_ones_are_refused(hashed_model, small, tmp_path, monkeypatch):
+    """Format 1, and format 2 as written while the (removed) encoder fine-tuning existed: a frozen
+    model carried `tuned = None` in its components. Both load and answer as before; a file that
+    does carry fine-tuned layers is refused with a message that says so."""
+    import joblib
+
+    from ai_assets.serving.intent import intent_model
+
+    _, validation, _ = small
+    texts = [r.text for r in validation]
+    expected = hashed_model.predict(texts)
+    legacy = copy.copy(hashed_model._components)
+    legacy.tuned = None
+    legacy.config = copy.copy(legacy.config)
+    for field, value in (("fine_tune_layers", 0), ("fine_tune_folds", 2), ("max_seq_length", 64)):
+        object.__setattr__(legacy.config, field, value)  # the removed config fields, as pickled then
+    for version in (1, 2):
+        state = _saved_state(hashed_model, format_version=version, components=legacy)
+        joblib.dump(state, tmp_path / f"v{version}.joblib")
+        loaded = IntentModel.load(tmp_path / f"v{version}.joblib", encoder=HashEncoder())
+        assert loaded.threshold == 0.5
+        assert [(p.intent, p.confidence, p.top_k) for p in loaded.predict(texts)] == \
+            [(p.intent, p.confidence, p.top_k) for p in expected]
+
+    class _TunedTop:  # stands in for the removed class of that name, only while the file is written
+        pass
+
+    _TunedTop.__module__, _TunedTop.__qualname__ = intent_model.__name__, "_TunedTop"
+    monkeypatch.setattr(intent_model, "_TunedTop", _TunedTop, raising=False)
+    tuned = copy.copy(hashed_model._components)
+    tuned.tuned = _TunedTop()
+    joblib.dump(_saved_state(hashed_model, components=tuned), tmp_path / "tuned.joblib")
+    monkeypatch.delattr(intent_model, "_TunedTop")
+    with pytest.raises(ValueError, match="fine-tuned encoder layers"):
+        IntentModel.load(tmp_path / "tuned.joblib", encoder=HashEncoder())
+    with pytest.raises(ValueError, match="format"):
+        joblib.dump(_saved_state(hashed_model, format_version=3), tmp_path / "v3.joblib")
+        IntentModel.load(tmp_path / "v3.joblib", encoder=HashEncoder())
 
 
 def test_training_rejects_bad_input():
@@ -318,106 +364,6 @@ def test_novelty_floor_without_an_oos_class(small):
     assert pred.is_out_of_scope and pred.intent == OUT_OF_SCOPE
 
 
-# ----------------------------------------------------------------- fine-tuning the encoder's top layers
-
-
-class TinyBertEncoder:
-    """A randomly initialised 2-layer, 32-wide BERT over hashed word ids (test double with the
-    fine-tuning hooks of MiniLMEncoder: `transformer_layers` and `token_states`)."""
-
-    name = "test-tiny-bert"
-
-    def __init__(self):
-        import torch
-        from transformers import BertConfig, BertModel
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            self.bert = BertModel(BertConfig(vocab_size=997, hidden_size=32, num_hidden_layers=2,
-                                             num_attention_heads=2, intermediate_size=64,
-                                             max_position_embeddings=64)).eval()
-
-    def _ids(self, text, max_length):
-        words = re.findall(r"\w+", text.lower()) or ["<empty>"]
-        return [int(hashlib.md5(w.encode()).hexdigest(), 16) % 997 for w in words][:max_length]
-
-    def transformer_layers(self):
-        return list(self.bert.encoder.layer)
-
-    def token_states(self, texts, n_layers, max_length):
-        import torch
-
-        from ai_assets.serving.intent.intent_model import _additive_mask, _run_layer
-
-        out = []
-        with torch.inference_mode():
-            for text in texts:
-                ids = torch.tensor([self._ids(text, max_length)])
-                hidden = self.bert.embeddings(input_ids=ids)
-                mask = _additive_mask(torch.ones_like(ids))
-                for layer in self.bert.encoder.layer[:n_layers]:
-                    hidden = _run_layer(layer, hidden, mask)
-                out.append(hidden[0].numpy().copy())
-        return out
-
-    def encode(self, texts):
-        states = self.token_states(texts, 2, 64)
-        out = np.array([h.mean(axis=0) for h in states], dtype=np.float32).reshape(len(texts), 32)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-FAST_TUNE = IntentModelConfig(fine_tune_layers=1, fine_tune_epochs=2.0, fine_tune_head_lr=1e-2)
-
-
-@pytest.fixture(scope="module")
-def tuned_model(small):
-    train, _, oos = small
-    return IntentModel.train([r.text for r in train], [r.category for r in train], oos[::4], seed=1,
-                             encoder=TinyBertEncoder(), config=FAST_TUNE)
-
-
-def test_fine_tuning_tunes_only_the_top_layers_and_is_deterministic(tuned_model, small):
-    train, validation, oos = small
-    assert tuned_model.info["fine_tuned_layers"] == 1 and tuned_model.info["folds"] == 2
-    tuned = tuned_model._components.tuned
-    assert tuned.n_frozen == 1 and len(tuned.state) == 1
-    assert all(v.dtype == np.float16 for v in tuned.state[0].values() if v.dtype.kind == "f")
-    base = TinyBertEncoder().transformer_layers()[1].state_dict()
-    assert any(not np.allclose(tuned.state[0][k].astype(np.float32), base[k].numpy(), atol=1e-3)
-               for k in base), "the top layer did not move"
-    # It learns something even from random weights (chance is 1/13).
-    m = evaluate(tuned_model, [r.text for r in validation], [r.category for r in validation])
-    assert m["accuracy"] > 0.4, m
-    rows = list(zip([r.text for r in train] + oos[::4], [r.category for r in train] + ["oos"] * len(oos[::4])))
-    random.Random(5).shuffle(rows)
-    again = IntentModel.train([t for t, _ in rows], [label for _, label in rows], seed=1,
-                              encoder=TinyBertEncoder(), config=FAST_TUNE)
-    texts = [r.text for r in validation] + oos[1::4]
-    assert again.predict(texts) == tuned_model.predict(texts)
-
-
-def test_fine_tuned_layers_are_saved_with_the_model(tuned_model, small, tmp_path):
-    _, validation, _ = small
-    texts = [r.text for r in validation]
-    path = tuned_model.save(tmp_path / "tuned.joblib")
-    loaded = IntentModel.load(path, encoder=TinyBertEncoder())
-    assert loaded.predict(texts) == tuned_model.predict(texts)
-    with pytest.raises(ValueError, match="encoder"):
-        IntentModel.load(path, encoder=HashEncoder())
-
-
-def test_fine_tuning_off_or_impossible_uses_the_frozen_encoder(small):
-    train, validation, oos = small
-    frozen = IntentModel.train([r.text for r in train], [r.category for r in train], oos[::4], seed=1,
-                               encoder=TinyBertEncoder(), config=IntentModelConfig(fine_tune_layers=0))
-    assert frozen._components.tuned is None and frozen.info["fine_tuned_layers"] == 0
-    assert frozen.info["folds"] == IntentModelConfig().folds
-    # The hashing encoder has no layers to tune: the default config trains it frozen.
-    hashed = IntentModel.train([r.text for r in train[:60]], [r.category for r in train[:60]], seed=0,
-                               encoder=HashEncoder())
-    assert hashed._components.tuned is None and hashed.info["fine_tuned_layers"] == 0
-
-
 # ----------------------------------------------------------------- the real encoder
 
 
@@ -430,11 +376,10 @@ def minilm_model(split):
                                       load_out_of_scope("train"), seed=0)
 
 
+@pytest.mark.slow
 def test_minilm_model_on_a_subset(minilm_model, split):
     intents, model = minilm_model
     assert model.info["encoder"] == MiniLMEncoder.name
-    # The shipped default: the frozen encoder (fine-tuning is tested with a tiny encoder above).
-    assert model.info["fine_tuned_layers"] == IntentModelConfig().fine_tune_layers == 0
     validation = _subset(split["validation"], intents)
     texts, labels = [r.text for r in validation], [r.category for r in validation]
     model.select_threshold(texts, labels, target=0.98)
@@ -447,17 +392,7 @@ def test_minilm_model_on_a_subset(minilm_model, split):
     assert m["ece"] < 0.08, m
 
 
-def test_minilm_token_states_under_untuned_top_layers_reproduce_encode():
-    from ai_assets.serving.intent.intent_model import _TunedTop
-
-    encoder = MiniLMEncoder()
-    texts = ["I lost my card yesterday", "hi", "why was I charged twice for the same coffee this morning?"]
-    layers = encoder.transformer_layers()
-    untuned = _TunedTop(4, [{k: v.detach().numpy().copy() for k, v in layer.state_dict().items()}
-                            for layer in layers[4:]], max_length=64)
-    assert np.allclose(untuned.embed(encoder, texts), encoder.encode(texts), atol=1e-5)
-
-
+@pytest.mark.slow
 def test_minilm_encoder_is_offline_and_normalised():
     vectors = MiniLMEncoder().encode(["I lost my card", "what's the weather"])
     assert vectors.shape == (2, 384) and vectors.dtype == np.float32

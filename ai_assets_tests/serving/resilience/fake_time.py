@@ -8,8 +8,8 @@ test can assert on every wait it made.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 
 class FakeClock:

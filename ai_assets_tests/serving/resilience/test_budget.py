@@ -1,7 +1,7 @@
 """Budget: daily and per-run USD limits, 80% alert, hard stop, UTC-midnight reset, store-seeded spend."""
 
 import threading
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -10,7 +10,7 @@ from ai_assets.serving.resilience.budget import AlertLevel, Budget, BudgetAlert,
 from ai_assets_tests.serving.resilience.fake_time import FakeWallClock
 
 D = Decimal
-T0 = datetime(2024, 3, 1, 22, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 22, 0, tzinfo=UTC)
 
 
 class Store:

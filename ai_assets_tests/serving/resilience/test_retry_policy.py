@@ -1,6 +1,6 @@
 """RetryPolicy: full-jitter backoff, retry-after, attempts, caller-classified errors, deadlines."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -184,7 +184,7 @@ def test_parse_retry_after_reads_delta_seconds(value, expected):
 
 
 def test_parse_retry_after_reads_an_http_date():
-    now = datetime(2024, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
     assert parse_retry_after("Fri, 01 Mar 2024 12:00:30 GMT", now=now) == 30.0
     assert parse_retry_after("Fri, 01 Mar 2024 11:00:00 GMT", now=now) == 0.0
     assert parse_retry_after((now + timedelta(seconds=90)).strftime("%a, %d %b %Y %H:%M:%S GMT"), now=now) == 90.0
