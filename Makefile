@@ -49,10 +49,10 @@ check-install:
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
-status: install
+status: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ai-assets status --json
 
-validate: install
+validate: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
 bench: install
