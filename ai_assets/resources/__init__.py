@@ -3,8 +3,6 @@ its docstring lists every variable). Secrets (the Anthropic key and base URL, th
 database URL, the SMTP password, the webhook URL and secret) stay `EnvVar` references in
 Dagster, so they are never part of the stored run configuration."""
 
-from pathlib import Path
-
 from dagster import EnvVar
 
 from ai_assets.config import Settings, ops_db_url, secret
@@ -19,10 +17,6 @@ from ai_assets.resources.parquet_io_manager import ParquetIOManager
 
 __all__ = ["ActionSettings", "IngestionPolicy", "IntentModelTraining", "LandingZone", "ModelServing",
            "OpsDatabaseResource", "ParquetIOManager", "build_resources"]
-
-
-def landing_dir() -> Path:
-    return Settings.from_env().landing_dir
 
 
 def ingestion_policy_from_env() -> IngestionPolicy:
