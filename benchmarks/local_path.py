@@ -33,16 +33,8 @@ from ai_assets.cli.pipeline_runs import QUIET_CONSOLE  # noqa: E402
 from ai_assets.data.datasets import split_banking77  # noqa: E402
 from ai_assets.definitions import build_defs  # noqa: E402
 from ai_assets.ops_db import OpsDb  # noqa: E402
-from ai_assets.resources import (  # noqa: E402
-    ActionSettings,
-    IngestionPolicy,
-    IntentModelTraining,
-    LandingZone,
-    ModelServing,
-    OpsDatabaseResource,
-    ParquetIOManager,
-)
 from ai_assets.simulator import simulate_day, write_day  # noqa: E402
+from benchmarks.resources import scratch_resources  # noqa: E402
 from benchmarks.serving import ROOT, load_or_train_model, machine  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "local_path.json"
@@ -76,15 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
             db.registry.promote("intent_model", record.version, actor="bench", reason="benchmark")
         files, resolved, ledger = simulate_day(DAY, split["replay"], args.messages, {}, seed=7, pii_rate=0.02)
         write_day(root / "landing", DAY, files, resolved, ledger)
-        defs = build_defs({
-            "landing_zone": LandingZone(root=str(root / "landing")),
-            "io_manager": ParquetIOManager(base_dir=str(root / "storage")),
-            "ingestion_policy": IngestionPolicy(),
-            "ops_database": OpsDatabaseResource(url=url),
-            "model_serving": ModelServing(),
-            "model_training": IntentModelTraining(models_dir=str(root / "models")),
-            "action_settings": ActionSettings(outbox_dir=str(root / "outbox")),
-        })
+        defs = build_defs(scratch_resources(root))  # its ops database is `url`
         job = defs.resolve_job_def("ingestion_job")
         runs = []
         for label in ("cold", "warm"):

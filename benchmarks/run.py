@@ -40,16 +40,8 @@ from ai_assets.defs.common import FRESHNESS_CHECK_KEYS, INGESTION_GROUP, daily_p
 from ai_assets.defs.ingestion.assets import RAW_COLUMNS  # noqa: E402
 from ai_assets.ingestion.parsing import parse_lines  # noqa: E402
 from ai_assets.ingestion.validation import validate_partition  # noqa: E402
-from ai_assets.resources import (  # noqa: E402
-    ActionSettings,
-    IngestionPolicy,
-    IntentModelTraining,
-    LandingZone,
-    ModelServing,
-    OpsDatabaseResource,
-    ParquetIOManager,
-)
 from ai_assets.simulator import day_volume, parse_fault_spec, simulate_day, write_day  # noqa: E402
+from benchmarks.resources import scratch_resources  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "layer1.json"
 DAY = date(2025, 3, 3)  # a Monday: WEEKDAY_FACTOR 1.0, so per_day messages exactly
@@ -109,16 +101,8 @@ LAYER1_JOB = define_asset_job("layer1_only", partitions_def=daily_partitions,
 
 
 def run_job(root: Path) -> dict:
-    defs = Definitions.merge(build_defs({
-        "landing_zone": LandingZone(root=str(root / "landing")),
-        "io_manager": ParquetIOManager(base_dir=str(root / "storage")),
-        "ingestion_policy": IngestionPolicy(),
-        # Not used by layer 1; every job of the code location must have its resources.
-        "ops_database": OpsDatabaseResource(url=f"sqlite:///{root / 'ops.db'}"),
-        "model_serving": ModelServing(),
-        "action_settings": ActionSettings(outbox_dir=str(root / "outbox")),
-        "model_training": IntentModelTraining(models_dir=str(root / "models")),
-    }), Definitions(jobs=[LAYER1_JOB]))
+    # Layer 1 uses three of them; every job of the code location must have its resources.
+    defs = Definitions.merge(build_defs(scratch_resources(root)), Definitions(jobs=[LAYER1_JOB]))
     job = defs.resolve_job_def(LAYER1_JOB.name)
     with instance_for_test() as instance:
         started = time.perf_counter()
