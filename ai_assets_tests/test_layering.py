@@ -21,12 +21,13 @@ RANKS = {
     "ops_db": 2,
     "serving": 3,
     "actions": 4,
-    "resources": 5,
-    "defs": 6,
-    "definitions": 7,
-    "cli": 8,
+    "monitoring": 5,
+    "resources": 6,
+    "defs": 7,
+    "definitions": 8,
+    "cli": 9,
 }
-NO_DAGSTER_ABOVE = 4  # ranks 0..4 are plain Python
+NO_DAGSTER_ABOVE = 5  # ranks 0..5 are plain Python
 NOT_SHIPPED = ("ai_assets_tests", "benchmarks", "scripts")
 
 

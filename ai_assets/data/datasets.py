@@ -68,3 +68,20 @@ def intent_words(intent: str) -> str:
     """A label as words for a sentence: `card_arrival` -> `card arrival`,
     `reverted_card_payment?` -> `reverted card payment`."""
     return intent.replace("_", " ").rstrip("?")
+
+
+@dataclass(frozen=True)
+class OutOfScopeText:
+    """One CLINC150 row that is not a banking request, with where it came from."""
+
+    text: str
+    domain: str  # oos, kitchen_and_dining, home, auto_and_commute or travel
+    clinc_intent: str
+
+
+def load_clinc_out_of_scope() -> list[OutOfScopeText]:
+    """All 7,400 rows of the shipped CLINC150 out-of-scope copy, in file order (see its
+    ATTRIBUTION.md: CC BY 3.0, Larson et al. 2019)."""
+    path = resources.files("ai_assets.data.clinc150_out_of_scope").joinpath("out_of_scope_train.csv")
+    with path.open(encoding="utf-8", newline="") as fh:
+        return [OutOfScopeText(r["text"], r["domain"], r["clinc_intent"]) for r in csv.DictReader(fh)]
