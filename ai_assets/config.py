@@ -20,6 +20,15 @@ them as `EnvVar` references, never in stored run configuration.
 | AI_ASSETS_WEBHOOK_URL, AI_ASSETS_WEBHOOK_SECRET | unset | case events (else files; secrets) |
 | AI_ASSETS_OUTBOX_MAX_ATTEMPTS / _BASE_BACKOFF_S / _DEADLINE_S | 8 / 30 / 20 | outbox delivery |
 | AI_ASSETS_MODEL_ENCODER, AI_ASSETS_MODEL_ROWS_PER_INTENT | minilm, 0 (all) | intent-model training |
+| AI_ASSETS_LLM_MONTHLY_BUDGET_USD | 400 | the month's LLM spend the cost report forecasts against |
+| AI_ASSETS_ALERT_WEBHOOK_URL | unset | Slack-compatible JSON webhook for alerts (secret) |
+| AI_ASSETS_ALERT_EMAIL_TO, AI_ASSETS_ALERT_EMAIL_FROM | unset, ai-assets-alerts@localhost | alert e-mail over the SMTP settings above |
+| AI_ASSETS_ALERT_COOLDOWN_H | 24 | an unchanged alert repeats only after this many hours |
+| AI_ASSETS_UI_URL | http://127.0.0.1:3000 | the Dagster UI, for links in alerts and the report |
+| AI_ASSETS_DRIFT_BLOCKING | false | drift checks block downstream steps instead of warning |
+| AI_ASSETS_ACCURACY_MARGIN | 0.05 | realised accuracy may sit this far below the validation figure |
+| AI_ASSETS_ESTIMATE_GAP_MARGIN | 0.05 | largest tolerated gap between estimated and realised accuracy |
+| AI_ASSETS_MINUTES_PER_CASE | 6 | agent minutes one automated message saves (business metrics) |
 | DAGSTER_HOME | unset | the Dagster instance the CLI runs against |
 | USER / LOGNAME | cli | who the CLI records as actor in the audit trail |
 """
@@ -32,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SECRETS = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "AI_ASSETS_OPS_DB_URL", "AI_ASSETS_SMTP_PASSWORD",
-           "AI_ASSETS_WEBHOOK_URL", "AI_ASSETS_WEBHOOK_SECRET")
+           "AI_ASSETS_WEBHOOK_URL", "AI_ASSETS_WEBHOOK_SECRET", "AI_ASSETS_ALERT_WEBHOOK_URL")
 _TRUE = ("1", "true", "yes")
 
 
@@ -70,6 +79,15 @@ class Settings:
     outbox_deadline_s: float
     model_encoder: str
     model_rows_per_intent: int
+    llm_monthly_budget_usd: float
+    alert_email_to: str | None
+    alert_email_from: str
+    alert_cooldown_h: float
+    ui_url: str
+    drift_blocking: bool
+    accuracy_margin: float
+    estimate_gap_margin: float
+    minutes_per_case: float
     dagster_home: str | None
     actor: str
 
@@ -104,6 +122,15 @@ class Settings:
             outbox_deadline_s=float(env.get("AI_ASSETS_OUTBOX_DEADLINE_S", "20")),
             model_encoder=env.get("AI_ASSETS_MODEL_ENCODER", "minilm"),
             model_rows_per_intent=int(env.get("AI_ASSETS_MODEL_ROWS_PER_INTENT", "0")),
+            llm_monthly_budget_usd=float(env.get("AI_ASSETS_LLM_MONTHLY_BUDGET_USD", "400")),
+            alert_email_to=env.get("AI_ASSETS_ALERT_EMAIL_TO") or None,
+            alert_email_from=env.get("AI_ASSETS_ALERT_EMAIL_FROM") or "ai-assets-alerts@localhost",
+            alert_cooldown_h=float(env.get("AI_ASSETS_ALERT_COOLDOWN_H", "24")),
+            ui_url=(env.get("AI_ASSETS_UI_URL") or "http://127.0.0.1:3000").rstrip("/"),
+            drift_blocking=env.get("AI_ASSETS_DRIFT_BLOCKING", "false").lower() in _TRUE,
+            accuracy_margin=float(env.get("AI_ASSETS_ACCURACY_MARGIN", "0.05")),
+            estimate_gap_margin=float(env.get("AI_ASSETS_ESTIMATE_GAP_MARGIN", "0.05")),
+            minutes_per_case=float(env.get("AI_ASSETS_MINUTES_PER_CASE", "6")),
             dagster_home=env.get("DAGSTER_HOME") or None,
             actor=env.get("USER") or env.get("LOGNAME") or "cli",
         )
