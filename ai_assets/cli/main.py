@@ -346,7 +346,8 @@ def _no_servable_rows(labelled: LabelledInput, not_servable: dict[str, int]) -> 
                    "Evaluations do not count toward live traffic's daily budget.")
 def evaluate(path: Path, as_json: bool, budget_usd: float | None) -> None:
     """Run labelled messages through the production routing exactly as live traffic and report
-    accuracy, automation, out-of-scope leakage, tiers, latency and cost."""
+    accuracy, automation, out-of-scope leakage (each with its 95% interval), whether the
+    production version's precision guarantee was kept, tiers, latency and cost."""
     from ai_assets.ops_db import OpsDb, default_url
     from ai_assets.resources import ingestion_policy_from_env, model_serving_from_env
     from ai_assets.serving.live import ArtifactError
@@ -371,6 +372,18 @@ def evaluate(path: Path, as_json: bool, budget_usd: float | None) -> None:
     for key in ("accuracy", "macro_f1", "automated_share", "automated_precision", "out_of_scope_automated"):
         value = report[key]
         click.echo(f"  {key:<24} {'-' if value is None else f'{value:.4f}'}")
+    for key, figure in report["intervals"].items():
+        value = figure["value"]
+        click.echo(f"  {key:<24} {'-' if value is None else f'{value:.4f}'}  95% [{figure['low']:.4f}, "
+                   f"{figure['high']:.4f}]  ({figure['k']} of {figure['n']})")
+    guarantee = report["guarantee"]
+    if guarantee["promised_precision"] is None:
+        click.echo(f"  guarantee                {guarantee['note']}")
+    else:
+        verdict = {True: "kept", False: "not kept", None: "not judged (no in-scope row automated)"}[guarantee["kept"]]
+        click.echo(f"  guarantee                automated precision >= {guarantee['promised_precision']:.3f} "
+                   f"({guarantee['confidence']:.0%} confidence): {verdict}"
+                   f"{'; refuted beyond sampling noise' if guarantee['refuted'] else ''}")
     click.echo(f"  per tier                 {report['per_tier']}")
     click.echo(f"  latency ms               {report['latency_ms']}")
     click.echo(f"  cost                     ${report['cost_usd']} (${report['cost_per_1000_usd']} per 1,000)")

@@ -19,9 +19,13 @@ from ai_assets.defs.common import MODEL_GROUP
 from ai_assets.resources.model_training import IntentModelTraining
 from ai_assets.resources.ops_database import OpsDatabaseResource
 from ai_assets.serving.intent.intent_model import INTENT_MODEL
-from ai_assets.serving.intent.out_of_scope import load_out_of_scope
 from ai_assets.serving.intent.text_encoders import encoder_named
-from ai_assets.serving.intent.training import first_per_intent, train_candidate
+from ai_assets.serving.intent.training import (
+    CLINC_TRAIN_PER_INTENT,
+    first_per_intent,
+    out_of_scope_material,
+    train_candidate,
+)
 
 GROUP = MODEL_GROUP
 MODEL_VERSION = "model_version"  # metadata key: the registry version this run trained
@@ -66,14 +70,20 @@ def production_version_gated_against(context: AssetExecutionContext) -> int | No
 @asset(group_name=GROUP, kinds={"scikitlearn"})
 def intent_model(context: AssetExecutionContext, model_training: IntentModelTraining,
                  ops_database: OpsDatabaseResource) -> MaterializeResult:
-    """A candidate intent model trained on the BANKING77 training split and the hand-written
-    out-of-scope messages, with its threshold for the target precision fixed on validation,
-    registered as a candidate. It serves traffic only after the promotion gate passes."""
+    """A candidate intent model trained on the BANKING77 training split and the out-of-scope
+    material (hand-written messages and CLINC150's training share, one CLINC domain kept out
+    as never seen), with its threshold for the target precision and its precision guarantee
+    fixed on validation and the CLINC calibration share, registered as a candidate. It serves
+    traffic only after the promotion gate passes."""
     split = split_banking77()
     train = first_per_intent(split["train"], model_training.rows_per_intent)
-    candidate = train_candidate(train, split["validation"], load_out_of_scope("train"),
-                                load_out_of_scope("heldout"), encoder=encoder_named(model_training.encoder),
-                                seed=model_training.seed, target_precision=model_training.target_precision)
+    # The small configuration (N rows per intent) also trains on N CLINC rows per CLINC intent;
+    # calibration, gate and report sets are the same in every configuration.
+    oos = out_of_scope_material(model_training.rows_per_intent or CLINC_TRAIN_PER_INTENT)
+    candidate = train_candidate(train, split["validation"], oos.train, oos.heldout,
+                                encoder=encoder_named(model_training.encoder), seed=model_training.seed,
+                                target_precision=model_training.target_precision,
+                                oos_calibration=oos.calibration, oos_reports=oos.reports)
     path = model_training.artifact_path(INTENT_MODEL, candidate.fingerprint, context.run_id)
     candidate.model.save(path)
     # inf (nothing reaches the target) is stored as 1.0, which automates nothing; the metric
@@ -92,6 +102,9 @@ def intent_model(context: AssetExecutionContext, model_training: IntentModelTrai
         "accuracy": candidate.metrics["accuracy"],
         "coverage_at_target_precision": candidate.metrics["coverage"],
         "out_of_scope_automated": candidate.metrics["out_of_scope_automated"],
+        "out_of_scope_automated_interval": MetadataValue.json(candidate.metrics["out_of_scope_automated_interval"]),
+        "out_of_scope_automated_by_source": MetadataValue.json(candidate.metrics["out_of_scope_automated_by_source"]),
+        "guarantee": MetadataValue.json(candidate.metrics["guarantee"]),
         "artifact": MetadataValue.path(str(path)),
         "artifact_bytes": path.stat().st_size,
         "training_data_fingerprint": candidate.fingerprint,

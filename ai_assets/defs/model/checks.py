@@ -12,8 +12,8 @@ from ai_assets.serving.intent.promotion import gate_failures
 @asset_check(asset=intent_model, name=PROMOTION_GATE, blocking=True,
              description="Blocks promotion of a candidate whose validation accuracy or coverage at the "
                          "target precision is worse than production's or below the floors, which "
-                         "automates too many held-out out-of-scope messages, or for which no "
-                         "confidence threshold reaches the target precision.")
+                         "automates too many held-out out-of-scope messages (judged on at least "
+                         "500), or for which no confidence threshold reaches the target precision.")
 def candidate_not_worse_than_production(context: AssetCheckExecutionContext, model_training: IntentModelTraining,
                                         ops_database: OpsDatabaseResource) -> AssetCheckResult:
     registry = ops_database.db().registry
@@ -21,9 +21,10 @@ def candidate_not_worse_than_production(context: AssetCheckExecutionContext, mod
     production = registry.get_production(INTENT_MODEL)
     failures = gate_failures(candidate.metrics, production.metrics if production else None,
                              model_training.gate_rules())
-    # The last two are shown, not judged: see train_candidate.
-    keys = ("accuracy", "coverage", "out_of_scope_automated", "threshold_finite",
-            "out_of_scope_automated_upper95", "out_of_scope_automated_training_oof")
+    # The judged ones, then those shown, not judged: see train_candidate.
+    keys = ("accuracy", "coverage", "out_of_scope_automated", "n_out_of_scope_heldout", "threshold_finite",
+            "out_of_scope_automated_interval", "out_of_scope_automated_upper95", "guaranteed_precision",
+            "out_of_scope_automated_by_source", "out_of_scope_automated_training_oof")
     return AssetCheckResult(
         passed=not failures,
         severity=AssetCheckSeverity.ERROR,
@@ -35,6 +36,9 @@ def candidate_not_worse_than_production(context: AssetCheckExecutionContext, mod
             # production_intent_model promotes only if this is still the production version.
             GATED_AGAINST: production.version if production else None,
             "candidate_metrics": MetadataValue.json({k: candidate.metrics.get(k) for k in keys}),
+            # The share the gate judged, with its exact 95% interval and the set's size.
+            "out_of_scope_automated_interval": MetadataValue.json(
+                candidate.metrics.get("out_of_scope_automated_interval") or {}),
             "production_metrics": MetadataValue.json({k: production.metrics.get(k) for k in keys}
                                                      if production else {}),
             "rules": MetadataValue.json(model_training.gate_rules().__dict__),

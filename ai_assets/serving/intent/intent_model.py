@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ai_assets.serving.intent.guarantee import certify, grid_ceiling, lower_bound
 from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE, is_out_of_scope_label
 
 __all__ = [
@@ -489,36 +490,51 @@ class IntentModel:
 
     def select_threshold(self, texts: Sequence[str], labels: Sequence[str], target: float = 0.98, *,
                          oos_share: float | None = 0.05,
-                         max_oos_automated: float | None = None) -> ThresholdResult:
+                         max_oos_automated: float | None = None,
+                         guarantee_level: float | None = None,
+                         guarantee_confidence: float = 0.95) -> ThresholdResult:
         """Fix `self.threshold` on held-out labelled rows (the validation split).
 
-        The pool is those rows plus the out-of-fold answers for the training out-of-scope
-        messages (unseen by the models that answered them). Any out-of-scope row the model
-        would automate is an error. The training out-of-scope rows are weighted to make up
-        `oos_share` of the pool (the share of out-of-scope traffic assumed; None: one weight
-        per row, 0: leave them out); out-of-scope rows in `labels` count as themselves.
-        `max_oos_automated`, if given, then raises the threshold until at most that share of
-        the pool's out-of-scope rows would be automated.
+        1. Point estimate: the lowest threshold at which the pool's automated rows reach
+           `target` precision. The pool is the in-scope rows of `texts` plus every
+           out-of-scope row: those labelled `out_of_scope`/`oos` in `labels` (e.g. a held-out
+           calibration share of the CLINC material) and the out-of-fold answers for the
+           training out-of-scope messages (unseen by the models that answered them). Any
+           out-of-scope row the model would automate is an error. Together the out-of-scope
+           rows are weighted to make up `oos_share` of the pool (the share of out-of-scope
+           traffic assumed; None: one weight per row; 0: leave them out).
+        2. `max_oos_automated`, if given, raises it until at most that share of the pool's
+           out-of-scope rows would be automated.
+        3. It is rounded up to the guarantee's grid, then raised to at least the threshold
+           the fixed-sequence Clopper-Pearson test certifies for `guarantee_level` (default:
+           `target`) at `guarantee_confidence` on the in-scope rows of `texts`, each row
+           counting once (see `guarantee.py`): with that confidence, the in-scope messages
+           automated at the final threshold are at least `guarantee_level` precise on
+           traffic drawn like those rows. If no threshold is certified, the point estimate
+           stands and `threshold_info["guarantee"]["holds"]` is False.
         """
         if oos_share is not None and not 0.0 <= oos_share < 1.0:
             raise ValueError("oos_share must be in [0, 1)")
+        level = target if guarantee_level is None else guarantee_level
         predictions = self.predict(texts, top_k=1)
         truth = [OUT_OF_SCOPE if is_out_of_scope_label(lab) else lab for lab in labels]
-        conf = self.automatable_confidences(predictions)
-        correct = np.array([(not p.is_out_of_scope) and p.intent == t for p, t in zip(predictions, truth, strict=True)],
-                           dtype=bool)
-        weights = np.ones(len(conf))
-        pool = self.calibration_oos
-        if oos_share == 0.0:
-            pool = pool[:0]
-        pool_weight = 1.0
-        if oos_share is not None and len(pool) and len(conf):
-            pool_weight = oos_share / (1.0 - oos_share) * len(conf) / len(pool)
-        oos_conf = np.concatenate([conf[np.array([t == OUT_OF_SCOPE for t in truth], dtype=bool)], pool])
-        conf = np.concatenate([conf, pool])
-        correct = np.concatenate([correct, np.zeros(len(pool), dtype=bool)])
-        weights = np.concatenate([weights, np.full(len(pool), pool_weight)])
-        result = threshold_for_precision(conf, correct, target, weights=weights)
+        if len(truth) != len(predictions):
+            raise ValueError(f"{len(predictions)} texts but {len(truth)} labels")
+        labelled_oos = np.array([t == OUT_OF_SCOPE for t in truth], dtype=bool)
+        conf_all = self.automatable_confidences(predictions).reshape(-1)
+        correct_all = np.array([(not p.is_out_of_scope) and p.intent == t
+                                for p, t in zip(predictions, truth, strict=True)], dtype=bool)
+        in_conf, in_correct = conf_all[~labelled_oos], correct_all[~labelled_oos]
+        pool = self.calibration_oos if oos_share != 0.0 else self.calibration_oos[:0]
+        oos_conf = np.concatenate([conf_all[labelled_oos], pool]) if oos_share != 0.0 else np.zeros(0)
+        oos_weight = 1.0
+        if oos_share is not None and len(oos_conf) and len(in_conf):
+            oos_weight = oos_share / (1.0 - oos_share) * len(in_conf) / len(oos_conf)
+        conf = np.concatenate([in_conf, oos_conf])
+        correct = np.concatenate([in_correct, np.zeros(len(oos_conf), dtype=bool)])
+        weights = np.concatenate([np.ones(len(in_conf)), np.full(len(oos_conf), oos_weight)])
+        point = threshold_for_precision(conf, correct, target, weights=weights)
+        chosen = point.threshold
         oos_rule = None
         if max_oos_automated is not None and len(oos_conf):
             finite = np.sort(oos_conf[np.isfinite(oos_conf)])[::-1]
@@ -526,18 +542,32 @@ class IntentModel:
             if len(finite) > allowed:
                 # Strictly above the (allowed+1)-th highest out-of-scope confidence.
                 oos_rule = float(np.nextafter(finite[allowed], np.inf))
-                if oos_rule > result.threshold:
-                    automated = conf >= oos_rule
-                    n_auto = int(automated.sum())
-                    result = ThresholdResult(
-                        oos_rule, float(weights[automated].sum() / weights.sum()),
-                        float((weights * correct)[automated].sum() / weights[automated].sum()) if n_auto else None,
-                        target, len(conf), n_auto)
+                chosen = max(chosen, oos_rule)
+        guarantee = certify(in_conf, in_correct, level, guarantee_confidence)
+        # Without a certified threshold (too little evidence: a small model, a small split)
+        # the point estimate stands and the model states no guarantee (`holds` False).
+        threshold = grid_ceiling(chosen)
+        if math.isfinite(guarantee.guaranteed_threshold):
+            threshold = max(threshold, guarantee.guaranteed_threshold)
+        automated = conf >= threshold
+        n_auto = int(automated.sum())
+        result = ThresholdResult(
+            threshold, float(weights[automated].sum() / weights.sum()) if len(conf) else 0.0,
+            float((weights * correct)[automated].sum() / weights[automated].sum()) if n_auto else None,
+            target, len(conf), n_auto)
+        in_auto = in_conf >= threshold
+        k_in, n_in = int(in_correct[in_auto].sum()), int(in_auto.sum())
         self.threshold = result.threshold
         self.threshold_info = {**result.as_dict(), "n_validation": len(truth),
+                               "n_validation_out_of_scope": int(labelled_oos.sum()),
                                "n_training_oos_pool": len(pool), "oos_share": oos_share,
-                               "training_oos_pool_weight": pool_weight,
-                               "max_oos_automated": max_oos_automated, "oos_rule_threshold": oos_rule}
+                               "oos_pool_weight": oos_weight,
+                               "point_threshold": point.threshold,
+                               "max_oos_automated": max_oos_automated, "oos_rule_threshold": oos_rule,
+                               "guarantee": {**guarantee.as_dict(), "holds": guarantee.holds_at(threshold),
+                                             "in_scope_automated": n_in, "in_scope_automated_correct": k_in,
+                                             "precision_lower_bound_at_threshold":
+                                                 round(lower_bound(k_in, n_in, guarantee_confidence), 6)}}
         return result
 
     # ---------------------------------------------------------------- persistence

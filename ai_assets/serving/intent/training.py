@@ -1,22 +1,30 @@
 """Training one candidate intent model and measuring it the way the promotion gate judges it.
 
 Pure logic, no Dagster: `intent_model` calls `train_candidate` and stores the result in the
-registry. The threshold is fixed on the validation split for the target precision; the
-hand-written `heldout` out-of-scope messages (never trained on) measure how many
-out-of-scope messages the candidate would automate.
+registry. The threshold is fixed on the validation split and a calibration share of the
+out-of-scope material for the target precision, with a finite-sample guarantee
+(`guarantee.py`); a held-out out-of-scope set of its own (over a thousand messages: the CLINC
+gate share and the hand-written `heldout`) measures how many out-of-scope messages the
+candidate would automate, with its exact interval.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ai_assets.data.datasets import LabelledText
+from ai_assets.serving.intent.guarantee import proportion_interval, upper_bound
 from ai_assets.serving.intent.intent_model import IntentModel, TextEncoder, evaluate
-from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE
+from ai_assets.serving.intent.out_of_scope import (
+    NEVER_SEEN_DOMAINS,
+    OUT_OF_SCOPE,
+    clinc_out_of_scope_split,
+    load_out_of_scope,
+)
 
 
 @dataclass(frozen=True)
@@ -42,37 +50,79 @@ def first_per_intent(rows: Sequence[LabelledText], per_intent: int) -> list[Labe
     return out
 
 
-def wilson_upper(k: int, n: int, z: float = 1.96) -> float | None:
-    """Upper end of the Wilson score interval (95% by default) for k successes in n trials."""
-    if n <= 0:
-        return None
-    p = k / n
-    centre = p + z * z / (2 * n)
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return min(1.0, (centre + spread) / (1 + z * z / n))
+# Training rows kept per CLINC intent of the four domains (see clinc_out_of_scope_split).
+CLINC_TRAIN_PER_INTENT = 40
+
+
+@dataclass(frozen=True)
+class OutOfScopeMaterial:
+    """Every out-of-scope set a candidate is trained, calibrated, gated and reported on."""
+
+    train: list[str]  # the out-of-scope class: hand-written train.txt + CLINC training share
+    calibration: list[str]  # joins the threshold's pool: the CLINC calibration share
+    heldout: list[str]  # the gate's set: the CLINC gate share + hand-written heldout.txt
+    reports: dict[str, list[str]]  # shown, not judged: a never-seen CLINC domain, heldout2.txt
+
+
+def out_of_scope_material(clinc_train_per_intent: int = CLINC_TRAIN_PER_INTENT,
+                          never_seen: Sequence[str] = NEVER_SEEN_DOMAINS) -> OutOfScopeMaterial:
+    """The shipped out-of-scope sets, cut the one deterministic way; `clinc_train_per_intent`
+    caps the CLINC training rows per CLINC intent (the small test configuration trains on
+    fewer). Only the training share depends on it: calibration, gate and reports do not."""
+    clinc = clinc_out_of_scope_split(never_seen, train_per_intent=clinc_train_per_intent)
+    reports = {f"never_seen_clinc_{'+'.join(never_seen)}": clinc["never_seen"]} if never_seen else {}
+    return OutOfScopeMaterial(
+        train=load_out_of_scope("train") + clinc["train"],
+        calibration=clinc["calibration"],
+        heldout=clinc["gate"] + load_out_of_scope("heldout"),
+        reports={**reports, "heldout2": load_out_of_scope("heldout2")},
+    )
 
 
 def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
 
 
+def out_of_scope_automated(model: IntentModel, texts: Sequence[str]) -> dict[str, Any]:
+    """How many of these out-of-scope messages the model would automate, with the exact 95%
+    interval (`guarantee.proportion_interval`)."""
+    if not texts:
+        return proportion_interval(0, 0)
+    automated = sum(p.automated for p in model.predict(list(texts), top_k=1))
+    return proportion_interval(automated, len(texts))
+
+
 def train_candidate(train: Sequence[LabelledText], validation: Sequence[LabelledText],
                     oos_train: Sequence[str], oos_heldout: Sequence[str], *, encoder: TextEncoder,
-                    seed: int = 0, target_precision: float = 0.98) -> TrainedCandidate:
+                    seed: int = 0, target_precision: float = 0.98, oos_calibration: Sequence[str] = (),
+                    oos_reports: Mapping[str, Sequence[str]] | None = None,
+                    guarantee_level: float | None = None) -> TrainedCandidate:
+    """Train on `train` + `oos_train`, fix the threshold on `validation` + `oos_calibration`
+    (labelled out of scope, pooled with the training out-of-scope messages answered
+    out-of-fold), and measure it as the gate judges it.
+
+    `oos_heldout`: the gate's out-of-scope set, never used for choosing anything (the CLINC
+    gate share and the hand-written heldout.txt); large enough that one message does not
+    decide (the gate refuses a set under `GateRules.min_out_of_scope_heldout`).
+    `oos_reports`: further named out-of-scope sets (a CLINC domain the model never saw,
+    heldout2.txt) measured and shown with their intervals, not judged.
+    """
     model = IntentModel.train([r.text for r in train], [r.category for r in train], oos_train,
                               seed=seed, encoder=encoder)
     val_texts, val_labels = [r.text for r in validation], [r.category for r in validation]
-    model.select_threshold(val_texts, val_labels, target_precision)
+    model.select_threshold(val_texts + list(oos_calibration),
+                           val_labels + [OUT_OF_SCOPE] * len(oos_calibration), target_precision,
+                           guarantee_level=guarantee_level)
     on_validation = evaluate(model, val_texts, val_labels, target=target_precision)
-    on_oos = evaluate(model, list(oos_heldout), [OUT_OF_SCOPE] * len(oos_heldout))
-    oos_share = on_oos["out_of_scope_automated"]
-    # The gate's held-out set is small (one message of 137 is 0.73 points), so the UI also shows
-    # how uncertain its share is, and the share of the training out-of-scope messages, answered
-    # out-of-fold, that the threshold would automate: a second estimate on more messages, but an
-    # optimistic one, since the threshold was chosen with those answers in its pool.
+    on_oos = out_of_scope_automated(model, oos_heldout)
+    # A second estimate on more messages, but an optimistic one: the training out-of-scope
+    # messages answered out-of-fold were in the threshold's pool.
     training_oos = model.calibration_oos
+    guarantee = model.threshold_info["guarantee"]
+    n_val = len(validation)
     metrics = {
         "accuracy": on_validation["accuracy"],
+        "accuracy_interval": proportion_interval(round((on_validation["accuracy"] or 0) * n_val), n_val),
         "macro_f1": on_validation["macro_f1"],
         # Share of validation messages automated at the threshold, and how often they were right.
         "coverage": on_validation["automated_share"],
@@ -81,14 +131,25 @@ def train_candidate(train: Sequence[LabelledText], validation: Sequence[Labelled
         # False: no threshold reaches the target precision. The registry stores such a
         # threshold as 1.0, which then automates nothing; the gate refuses the candidate.
         "threshold_finite": math.isfinite(model.threshold),
-        "out_of_scope_automated": oos_share,
-        "out_of_scope_automated_upper95": None if oos_share is None
-        else wilson_upper(round(oos_share * len(oos_heldout)), len(oos_heldout)),
+        # What the threshold promises (guarantee.py): in-scope automated precision at least
+        # `level` with `confidence`, on traffic drawn like the validation split.
+        "guaranteed_precision": guarantee["level"] if guarantee["holds"] else None,
+        "guarantee": _rounded({**{k: guarantee[k] for k in (
+            "level", "confidence", "holds", "in_scope_automated", "in_scope_automated_correct",
+            "precision_lower_bound_at_threshold", "method")},
+            # JSON has no infinity: None when no threshold was certified.
+            "guaranteed_threshold": guarantee["guaranteed_threshold"]
+            if math.isfinite(guarantee["guaranteed_threshold"]) else None}),
+        "out_of_scope_automated": on_oos["value"],
+        "out_of_scope_automated_interval": on_oos,
+        "out_of_scope_automated_upper95": upper_bound(on_oos["k"], on_oos["n"]) if on_oos["n"] else None,
         "out_of_scope_automated_training_oof": float((training_oos >= model.threshold).mean())
         if len(training_oos) else None,
-        "out_of_scope_recall": on_oos["out_of_scope_recall"],
-        "n_validation": len(validation),
+        "out_of_scope_automated_by_source": {name: out_of_scope_automated(model, texts)
+                                             for name, texts in (oos_reports or {}).items()},
+        "n_validation": n_val,
         "n_out_of_scope_heldout": len(oos_heldout),
+        "n_out_of_scope_calibration": len(oos_calibration),
         "n_train": model.info["n_train"],
         "n_out_of_scope_train": model.info["n_out_of_scope"],
         "encoder": model.info["encoder"],

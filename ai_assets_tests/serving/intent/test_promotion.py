@@ -3,7 +3,8 @@
 from ai_assets.serving.intent.promotion import GateRules, gate_failures
 
 RULES = GateRules(min_accuracy=0.9, min_coverage=0.8, max_out_of_scope_automated=0.01, tolerance=0.0)
-GOOD = {"accuracy": 0.93, "coverage": 0.86, "out_of_scope_automated": 0.0, "threshold_finite": True}
+GOOD = {"accuracy": 0.93, "coverage": 0.86, "out_of_scope_automated": 0.0, "threshold_finite": True,
+        "n_out_of_scope_heldout": 1233}
 
 
 def test_first_version_needs_only_the_floors():
@@ -19,8 +20,8 @@ def test_equal_to_production_passes_worse_fails():
 
 
 def test_out_of_scope_leakage_and_missing_metrics_fail():
-    failures = gate_failures({"accuracy": 0.95, "out_of_scope_automated": 0.02, "threshold_finite": True},
-                             GOOD, RULES)
+    failures = gate_failures({"accuracy": 0.95, "out_of_scope_automated": 0.02, "threshold_finite": True,
+                              "n_out_of_scope_heldout": 1233}, GOOD, RULES)
     assert failures == ["candidate has no coverage metric",
                         "automates 0.0200 of held-out out-of-scope messages (at most 0.0100)"]
 
@@ -38,3 +39,12 @@ def test_an_unreachable_target_precision_fails_the_gate():
         ["no confidence threshold reaches the target precision"]
     missing = {k: v for k, v in GOOD.items() if k != "threshold_finite"}
     assert gate_failures(missing, None, RULES) == ["candidate has no threshold_finite metric"]
+
+
+def test_the_out_of_scope_share_must_rest_on_enough_messages():
+    # 0 of 137 held-out messages automated is compatible with a true 2.7%: not evidence enough.
+    assert gate_failures({**GOOD, "n_out_of_scope_heldout": 137}, None, RULES) == \
+        ["out-of-scope share judged on 137 held-out messages (at least 500)"]
+    assert gate_failures({**GOOD, "n_out_of_scope_heldout": 500}, None, RULES) == []
+    missing = {k: v for k, v in GOOD.items() if k != "n_out_of_scope_heldout"}
+    assert gate_failures(missing, None, RULES) == ["candidate has no n_out_of_scope_heldout metric"]

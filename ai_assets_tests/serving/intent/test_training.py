@@ -2,11 +2,11 @@
 
 import pytest
 
-from ai_assets.data.datasets import LabelledText, split_banking77
+from ai_assets.data.datasets import LabelledText, load_clinc_out_of_scope, split_banking77
 from ai_assets.serving.intent.out_of_scope import load_out_of_scope
 from ai_assets.serving.intent.promotion import GateRules, gate_failures
 from ai_assets.serving.intent.text_encoders import HashingEncoder
-from ai_assets.serving.intent.training import first_per_intent, train_candidate, wilson_upper
+from ai_assets.serving.intent.training import first_per_intent, out_of_scope_material, train_candidate
 
 
 def test_a_candidate_no_threshold_makes_precise_enough_is_refused_by_the_gate():
@@ -22,29 +22,50 @@ def test_a_candidate_no_threshold_makes_precise_enough_is_refused_by_the_gate():
                                 load_out_of_scope("heldout"), encoder=HashingEncoder())
     assert candidate.model.threshold == float("inf")
     assert candidate.metrics["threshold_finite"] is False
-    lenient = GateRules(min_accuracy=0.0, min_coverage=0.0, max_out_of_scope_automated=1.0)
+    lenient = GateRules(min_accuracy=0.0, min_coverage=0.0, max_out_of_scope_automated=1.0,
+                        min_out_of_scope_heldout=0)
     assert gate_failures(candidate.metrics, None, lenient) == ["no confidence threshold reaches the target precision"]
 
 
 @pytest.mark.slow
-def test_the_out_of_scope_share_comes_with_its_uncertainty_and_a_second_estimate():
+def test_the_out_of_scope_share_comes_with_its_interval_and_a_second_estimate():
     split = split_banking77()
-    oos_train, oos_heldout = load_out_of_scope("train"), load_out_of_scope("heldout")
-    candidate = train_candidate(first_per_intent(split["train"], 8), split["validation"][:400], oos_train,
-                                oos_heldout, encoder=HashingEncoder())
+    oos = out_of_scope_material(clinc_train_per_intent=8)
+    candidate = train_candidate(first_per_intent(split["train"], 8), split["validation"][:400], oos.train,
+                                oos.heldout, encoder=HashingEncoder(), oos_calibration=oos.calibration,
+                                oos_reports=oos.reports)
     m, model = candidate.metrics, candidate.model
-    automated = round(m["out_of_scope_automated"] * len(oos_heldout))
-    assert m["out_of_scope_automated_upper95"] == round(wilson_upper(automated, len(oos_heldout)), 6)
-    assert m["out_of_scope_automated_upper95"] > m["out_of_scope_automated"]
+    # Judged on the CLINC gate share and heldout.txt: over a thousand messages, not 137.
+    assert m["n_out_of_scope_heldout"] == len(oos.heldout) > 1000
+    interval = m["out_of_scope_automated_interval"]
+    automated = sum(p.automated for p in model.predict(oos.heldout))
+    assert (interval["k"], interval["n"]) == (automated, len(oos.heldout))
+    assert m["out_of_scope_automated"] == round(automated / len(oos.heldout), 6)
+    assert interval["low"] <= m["out_of_scope_automated"] <= m["out_of_scope_automated_upper95"] <= interval["high"]
     # Out-of-fold answers for every training out-of-scope message, judged at the same threshold.
-    assert len(model.calibration_oos) == len(oos_train)
-    expected = sum(c >= model.threshold for c in model.calibration_oos) / len(oos_train)
+    assert len(model.calibration_oos) == len(oos.train)
+    expected = sum(c >= model.threshold for c in model.calibration_oos) / len(oos.train)
     assert m["out_of_scope_automated_training_oof"] == round(expected, 6)
+    # The never-seen CLINC domain and heldout2.txt are measured and shown.
+    assert set(m["out_of_scope_automated_by_source"]) == {"never_seen_clinc_kitchen_and_dining", "heldout2"}
+    assert m["out_of_scope_automated_by_source"]["heldout2"]["n"] == len(oos.reports["heldout2"])
+    assert m["n_out_of_scope_calibration"] == len(oos.calibration) and m["guarantee"]["level"] == 0.98
 
 
-def test_wilson_upper_bound():
-    assert round(wilson_upper(0, 137), 4) == 0.0273  # none of 137 seen: still up to 2.7%
-    assert round(wilson_upper(1, 137), 4) == 0.0402
-    assert round(wilson_upper(50, 100), 4) == 0.5962
-    assert wilson_upper(10, 10) == 1.0
-    assert wilson_upper(0, 0) is None
+def test_the_out_of_scope_material_keeps_its_parts_apart():
+    oos = out_of_scope_material()
+    never_seen = set(oos.reports["never_seen_clinc_kitchen_and_dining"])
+    parts = [set(oos.train), set(oos.calibration), set(oos.heldout), never_seen]
+    assert all(a.isdisjoint(b) for i, a in enumerate(parts) for b in parts[i + 1:])
+    # Kitchen and dining is never trained on, calibrated on or judged by the gate.
+    clinc = {r.text: r.domain for r in load_clinc_out_of_scope()}
+    assert {clinc[t] for t in never_seen} == {"kitchen_and_dining"}
+    assert all(clinc.get(t) != "kitchen_and_dining" for t in oos.train + oos.calibration + oos.heldout)
+    # CLINC rows that are BANKING77 requests are no out-of-scope material at all.
+    used = set(oos.train) | set(oos.calibration) | set(oos.heldout) | never_seen
+    assert "how long do wire transfers take" not in used
+    assert not any(r.clinc_intent == "exchange_rate" and r.text in used for r in load_clinc_out_of_scope())
+    # Only the training share shrinks in the small configuration; the same cut every time.
+    small = out_of_scope_material(clinc_train_per_intent=5)
+    assert set(small.train) < set(oos.train) and small.heldout == oos.heldout
+    assert small.calibration == oos.calibration and out_of_scope_material() == oos
