@@ -49,6 +49,12 @@ def test_training_registers_a_gated_candidate_and_promotes_it(workspace, instanc
     shown = gate.metadata["candidate_metrics"].value
     assert shown["out_of_scope_automated_upper95"] > shown["out_of_scope_automated"]
     assert 0 <= shown["out_of_scope_automated_training_oof"] <= 1
+    # The out-of-scope share is judged on the CLINC gate share + heldout.txt, shown with its interval.
+    judged = gate.metadata["out_of_scope_automated_interval"].value
+    assert judged["n"] == shown["n_out_of_scope_heldout"] > 1000
+    assert judged["low"] <= shown["out_of_scope_automated"] == judged["value"] <= judged["high"]
+    assert "never_seen_clinc_kitchen_and_dining" in shown["out_of_scope_automated_by_source"]
+    assert trained["intent_model"]["guarantee"]["level"] == 0.975
 
 
 def test_gate_blocks_a_worse_candidate_and_rollback_reaches_the_next_run(workspace, instance, smoke_model,

@@ -50,6 +50,11 @@ def first_per_intent(rows: Sequence[LabelledText], per_intent: int) -> list[Labe
     return out
 
 
+# What the threshold promises (guarantee.py): in-scope automated precision at least 97.5% with
+# 95% confidence. The point target stays 98%; certifying 98% itself needs a threshold near 0.87
+# on today's validation split, which automates about 82% instead of 85-86%.
+GUARANTEE_LEVEL = 0.975
+GUARANTEE_CONFIDENCE = 0.95
 # Training rows kept per CLINC intent of the four domains (see clinc_out_of_scope_split).
 CLINC_TRAIN_PER_INTENT = 40
 
@@ -96,7 +101,7 @@ def train_candidate(train: Sequence[LabelledText], validation: Sequence[Labelled
                     oos_train: Sequence[str], oos_heldout: Sequence[str], *, encoder: TextEncoder,
                     seed: int = 0, target_precision: float = 0.98, oos_calibration: Sequence[str] = (),
                     oos_reports: Mapping[str, Sequence[str]] | None = None,
-                    guarantee_level: float | None = None) -> TrainedCandidate:
+                    guarantee_level: float = GUARANTEE_LEVEL) -> TrainedCandidate:
     """Train on `train` + `oos_train`, fix the threshold on `validation` + `oos_calibration`
     (labelled out of scope, pooled with the training out-of-scope messages answered
     out-of-fold), and measure it as the gate judges it.
@@ -112,7 +117,7 @@ def train_candidate(train: Sequence[LabelledText], validation: Sequence[Labelled
     val_texts, val_labels = [r.text for r in validation], [r.category for r in validation]
     model.select_threshold(val_texts + list(oos_calibration),
                            val_labels + [OUT_OF_SCOPE] * len(oos_calibration), target_precision,
-                           guarantee_level=guarantee_level)
+                           guarantee_level=guarantee_level, guarantee_confidence=GUARANTEE_CONFIDENCE)
     on_validation = evaluate(model, val_texts, val_labels, target=target_precision)
     on_oos = out_of_scope_automated(model, oos_heldout)
     # A second estimate on more messages, but an optimistic one: the training out-of-scope
