@@ -6,6 +6,7 @@ import os
 import subprocess
 from datetime import date
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -15,7 +16,7 @@ from ai_assets.ingestion.validation import validate_partition
 from ai_assets.ops_db import OpsDb
 from ai_assets.resources import ModelServing
 from ai_assets.schemas import MAX_TEXT_CHARS
-from ai_assets.serving.evaluation import evaluate_file
+from ai_assets.serving.evaluation import evaluate_file, guarantee_check
 from ai_assets.serving.intent.out_of_scope import load_out_of_scope
 from ai_assets_tests.conftest import install_model
 from ai_assets_tests.doubles import MessagesAPIServer
@@ -60,6 +61,18 @@ def test_evaluate_json_reports_what_live_routing_does(cli, smoke_model, tmp_path
     assert report["automated_precision"] is None or report["automated_precision"] > 0.8
     assert report["out_of_scope_automated"] <= 0.1
     assert report["latency_ms"]["p95"] >= report["latency_ms"]["p50"] > 0
+    # The judged figures with their exact intervals, counted on the same rows.
+    figures = report["intervals"]
+    assert figures["out_of_scope_automated"]["n"] == 20 and figures["in_scope_accuracy"]["n"] == 60
+    assert figures["out_of_scope_automated"]["value"] == report["out_of_scope_automated"]
+    assert figures["automated_precision"]["value"] == report["automated_precision"]
+    for figure in figures.values():
+        assert figure["value"] is None or figure["low"] <= figure["value"] <= figure["high"]
+    assert figures["in_scope_coverage"]["k"] + figures["out_of_scope_automated"]["k"] == \
+        round(report["automated_share"] * 80)
+    assert set(report["guarantee"]) >= {"promised_precision", "kept", "refuted"}
+    text = cli("evaluate", "--data", str(data)).stdout
+    assert "in_scope_coverage" in text and "95% [" in text and "guarantee" in text
 
 
 @pytest.mark.slow
@@ -208,3 +221,30 @@ def test_evaluate_names_json_records_by_their_line(cli, tmp_path):
     data = labelled_jsonl(tmp_path / "texts.jsonl", [b'["a list"]'])
     assert one_line_error(cli("evaluate", "--data", str(data), check=False)) == (
         f"Error: {data}: line 1 has no text column")
+
+
+def _live_with_promise(metrics):
+    record = SimpleNamespace(metrics=metrics)
+    return SimpleNamespace(model=SimpleNamespace(record=record))
+
+
+def test_evaluate_says_whether_the_precision_guarantee_was_kept():
+    promise = {"guarantee": {"level": 0.975, "confidence": 0.95, "holds": True, "method": "fixed-sequence"}}
+    live = _live_with_promise(promise)
+
+    def rows(right, wrong, oos_automated=0):
+        labels = ["card_arrival"] * (right + wrong) + ["oos"] * oos_automated
+        intents = ["card_arrival"] * right + ["top_up_failed"] * wrong + ["card_arrival"] * oos_automated
+        return labels, [{"intent": i, "automated": True, "tier": "local"} for i in intents]
+
+    kept = guarantee_check(*rows(99, 1), live)
+    assert kept["kept"] is True and kept["refuted"] is False and kept["observed"]["n"] == 100
+    # 95 of 100: below the promise, but within sampling noise of it.
+    noisy = guarantee_check(*rows(95, 5), live)
+    assert noisy["kept"] is False and noisy["refuted"] is False
+    broken = guarantee_check(*rows(850, 150), live)
+    assert broken["kept"] is False and broken["refuted"] is True
+    # The promise is about in-scope messages: automated out-of-scope rows are judged separately.
+    assert guarantee_check(*rows(99, 1, oos_automated=5), live)["observed"]["n"] == 100
+    assert guarantee_check(*rows(99, 1), _live_with_promise({}))["promised_precision"] is None
+    assert guarantee_check(*rows(99, 1), SimpleNamespace(model=None))["kept"] is None
