@@ -444,9 +444,13 @@ def rollback(name: str, reason: str) -> None:
 
 def _register_action_commands() -> None:
     from ai_assets.cli.actions import audit, outbox
+    from ai_assets.cli.alerts import alerts
+    from ai_assets.cli.report import report
 
     main.add_command(audit)
     main.add_command(outbox)
+    main.add_command(alerts)
+    main.add_command(report)
 
 
 _register_action_commands()

@@ -11,12 +11,19 @@ INGESTION_GROUP = "ingestion"
 MODEL_GROUP = "model"
 ENRICHMENT_GROUP = "enrichment"
 ACTIONS_GROUP = "actions"
+MONITORING_GROUP = "monitoring"
 
 INGESTION_JOB = "ingestion_job"  # the whole daily pipeline: landing files to delivered actions
 MODEL_TRAINING_JOB = "model_training_job"
+LABEL_FEEDBACK_JOB = "label_feedback_job"  # a day's resolved cases in, its realised model quality out
 
 # Referenced across areas by key, so no area imports another's asset objects.
 PRODUCTION_INTENT_MODEL = AssetKey("production_intent_model")
+ENRICHED_MESSAGES = AssetKey("enriched_messages")
+# The monitoring assets the daily job materializes with the day (the label-driven ones run
+# when the resolved cases land, a day later: LABEL_FEEDBACK_JOB).
+DAILY_MONITORING_ASSETS = tuple(AssetKey(name) for name in (
+    "quality_estimate", "pipeline_metrics", "cost_report", "business_metrics"))
 # The asset-wide freshness checks of the ingestion area (Dagster names them `freshness_check`):
 # they judge the latest partition, so their own sensor runs them, never a partition's run.
 FRESHNESS_CHECK_KEYS = tuple(AssetCheckKey(AssetKey(name), "freshness_check")

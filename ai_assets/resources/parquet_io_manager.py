@@ -2,6 +2,11 @@
 
 Writes go to a temporary file and are renamed into place, so a killed run never leaves a
 half-written partition for the next step to read.
+
+An input that reads a window of partitions (the trailing days a drift check compares with) may
+say `metadata={ALLOW_MISSING_PARTITIONS: True}`: the days of the window that were never
+materialized are then left out instead of failing the load, and the frame carries the days it
+holds in `frame.attrs["partitions"]`. Without that flag a missing partition is an error.
 """
 
 
@@ -10,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, OutputContext
+
+ALLOW_MISSING_PARTITIONS = "ai_assets/allow_missing_partitions"
 
 
 class ParquetIOManager(ConfigurableIOManager):
@@ -33,5 +40,12 @@ class ParquetIOManager(ConfigurableIOManager):
         key = context.asset_key.path
         if not context.has_asset_partitions:
             return pd.read_parquet(self._path(key, None))
-        frames = [pd.read_parquet(self._path(key, pk)) for pk in context.asset_partition_keys]
-        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        keys = list(context.asset_partition_keys)
+        if not context.definition_metadata.get(ALLOW_MISSING_PARTITIONS):
+            frames = [pd.read_parquet(self._path(key, pk)) for pk in keys]
+            return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        keys = [pk for pk in keys if self._path(key, pk).exists()]
+        frame = pd.concat([pd.read_parquet(self._path(key, pk)) for pk in keys], ignore_index=True) if keys \
+            else pd.DataFrame()
+        frame.attrs["partitions"] = keys
+        return frame
