@@ -30,6 +30,10 @@ PARTITION_CHECKS = {
     ("model_quality", "accuracy_within_margin_of_validation"),
     ("model_quality", "estimate_matches_realised"),
     ("cost_report", "within_llm_budget"),
+    ("input_drift", "input_drift_vs_training"),
+    ("input_drift", "input_drift_vs_trailing_7_days"),
+    ("prediction_drift", "prediction_drift_vs_training"),
+    ("prediction_drift", "prediction_drift_vs_trailing_7_days"),
 }
 BLOCKING = {("validated_messages", "quarantine_share_within_ceiling"), ("validated_messages", "counts_balance"),
             ("enriched_messages", "every_message_enriched_once"), ("triage_decisions", "every_message_triaged_once"),
@@ -38,10 +42,10 @@ GROUPS = {"raw_messages": "ingestion", "validated_messages": "ingestion", "quara
           "enriched_messages": "enrichment", "intent_model": "model", "production_intent_model": "model",
           "triage_decisions": "actions", "case_actions": "actions", "outbox_deliveries": "actions",
           **dict.fromkeys(("resolved_cases", "quarantined_resolved_cases", "quality_estimate", "model_quality",
-                           "pipeline_metrics", "cost_report", "business_metrics"), "monitoring")}
+                           "input_drift", "prediction_drift", "pipeline_metrics", "cost_report", "business_metrics"), "monitoring")}
 # Results in the operations database and the receivers, or figures in the metadata only.
-NO_STORED_VALUE = {"outbox_deliveries", "quality_estimate", "model_quality", "pipeline_metrics", "cost_report",
-                   "business_metrics"}
+NO_STORED_VALUE = {"outbox_deliveries", "quality_estimate", "model_quality", "input_drift", "prediction_drift",
+                   "pipeline_metrics", "cost_report", "business_metrics"}
 
 
 def test_dagster_definitions_validate_passes(tmp_path):

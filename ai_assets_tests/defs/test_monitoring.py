@@ -84,3 +84,35 @@ def test_daily_run_then_resolved_cases_give_the_days_quality(workspace, instance
     assert set(checks) >= {"resolved_feed_accounted", "resolved_feed_matches_day", "automated_precision_at_target",
                            "accuracy_within_margin_of_validation", "estimate_matches_realised"}
     assert checks["resolved_feed_accounted"] is True
+
+
+def test_a_replayed_day_with_out_of_domain_messages_is_flagged_and_says_what_moved(workspace, instance, smoke_model,
+                                                                                 tmp_path):
+    """`ai-assets simulate --from FILE` traffic (text only, no labels) is monitored like any day: 20%
+    of it is non-banking CLINC150 text, and the input drift check names the novel messages."""
+    from ai_assets.data.datasets import load_clinc_out_of_scope, split_banking77
+    from ai_assets.simulator import load_replay_source, simulate_day, write_day
+
+    workspace.install_model(smoke_model)
+    banking = [r.text for r in split_banking77()["replay"][:800]]
+    foreign = [r.text for r in load_clinc_out_of_scope() if r.domain == "travel"][:200]
+    source = tmp_path / "replay.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in banking + foreign))
+    files, resolved, ledger = simulate_day(MONDAY, load_replay_source(source), 600, {}, seed=3, pii_rate=0.0)
+    assert resolved == []  # no labels in a text-only replay
+    write_day(workspace.landing, MONDAY, files, resolved, ledger)
+    defs = workspace.defs()
+    day = workspace.run(defs, instance, MONDAY)
+    assert day.success
+    drift = latest_metadata(instance, "input_drift", MONDAY.isoformat())
+    assert drift["status"] == "drift"
+    moved = [m["feature"] for m in drift["moved"]]
+    assert "novelty" in moved
+    examples = " ".join(drift["examples"])
+    assert sum(text[:40] in examples for text in foreign) >= 3  # the examples are the foreign messages
+    assert check_results(day)["input_drift_vs_training"] is False
+    assert latest_metadata(instance, "prediction_drift", MONDAY.isoformat())["status"] in ("ok", "drift")
+    labels = workspace.run(defs, instance, MONDAY, job="label_feedback_job")
+    assert labels.success
+    quality = latest_metadata(instance, "model_quality", MONDAY.isoformat())
+    assert quality["labelled_share"] == 0.0 and quality["accuracy"] is None

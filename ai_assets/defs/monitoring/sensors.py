@@ -7,9 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from dagster import (
     AssetCheckEvaluation,
-    DagsterEventType,
     DefaultSensorStatus,
-    EventRecordsFilter,
     RunFailureSensorContext,
     RunRequest,
     SensorEvaluationContext,
@@ -18,6 +16,7 @@ from dagster import (
     run_failure_sensor,
     sensor,
 )
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from ai_assets.defs.common import LABEL_FEEDBACK_JOB, daily_partitions
 from ai_assets.monitoring.alerts import Alert, asset_check_alert, run_failure_alert
@@ -69,7 +68,9 @@ def resolved_cases_sensor(context: SensorEvaluationContext, landing_zone: Landin
 
 # --------------------------------------------------------------------------- alerts
 
-CHECK_EVENTS_PER_TICK = 500
+PAGE = 200
+# A check planned by a run that then died never completes; past this age it stops holding the cursor.
+STALE_PLANNED_S = 6 * 3600
 
 
 def _number(metadata: dict, key: str) -> float | None:
@@ -95,6 +96,32 @@ def check_alert(evaluation: AssetCheckEvaluation, run_id: str | None, now: datet
     return dataclasses.replace(alert, window=str(window)) if window else alert
 
 
+def completed_check_executions(instance, check_keys, after: int, now: float) -> tuple[list, int]:
+    """Check executions completed since execution id `after`, oldest first, and the new cursor.
+    Ids are given when a check is planned and the row completes later, so the cursor stops
+    below the oldest execution still planned: nothing finishing late is skipped."""
+    completed, planned = [], []
+    for key in check_keys:
+        cursor = None
+        while True:
+            page = instance.event_log_storage.get_asset_check_execution_history(key, limit=PAGE, cursor=cursor)
+            fresh = [r for r in page if r.id > after]
+            for record in fresh:
+                if record.status in (AssetCheckExecutionRecordStatus.SUCCEEDED,
+                                     AssetCheckExecutionRecordStatus.FAILED) and record.evaluation:
+                    completed.append(record)
+                elif (record.status == AssetCheckExecutionRecordStatus.PLANNED
+                      and now - record.create_timestamp < STALE_PLANNED_S):
+                    planned.append(record.id)
+            if len(fresh) < PAGE:
+                break
+            cursor = page[-1].id
+    high = max((r.id for r in completed), default=after)
+    if planned:
+        high = min(high, min(planned) - 1)
+    return sorted((r for r in completed if r.id <= high), key=lambda r: r.id), high
+
+
 @sensor(default_status=DefaultSensorStatus.RUNNING, minimum_interval_seconds=30)
 def check_alert_sensor(context: SensorEvaluationContext, notifier: NotifierResource,
                        ops_database: OpsDatabaseResource):
@@ -102,26 +129,21 @@ def check_alert_sensor(context: SensorEvaluationContext, notifier: NotifierResou
     alert (de-duplicated per check and window in the operations database), a pass resolves it.
     A failed check does not fail its run, so a run-failure sensor alone would never hear of it.
     Notices still owed (a receiver was down) are retried on every tick."""
-    after = int(context.cursor) if context.cursor else None
-    records = context.instance.event_log_storage.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
-        limit=CHECK_EVENTS_PER_TICK, ascending=True)
-    dispatcher = notifier.dispatcher(ops_database.db(), context.log)
+    after = int(context.cursor) if context.cursor else 0
     now = datetime.now(UTC)
+    check_keys = sorted(context.repository_def.asset_graph.asset_check_keys, key=str)
+    records, cursor = completed_check_executions(context.instance, check_keys, after, now.timestamp())
+    dispatcher = notifier.dispatcher(ops_database.db(), context.log)
     raised = resolved = 0
     for record in records:
-        event = record.event_log_entry.dagster_event
-        evaluation = event.event_specific_data if event else None
-        if not isinstance(evaluation, AssetCheckEvaluation):
-            continue
+        evaluation = record.evaluation
         alert = check_alert(evaluation, record.run_id, now)
         if evaluation.passed:
             resolved += dispatcher.resolve_alert(alert, now).notified
         else:
             raised += dispatcher.raise_(alert, now).notified
     retried = sum(r.sent for r in dispatcher.retry_unsent(now))
-    if records:
-        context.update_cursor(str(records[-1].storage_id))
+    context.update_cursor(str(cursor))
     return SkipReason(f"{len(records)} check evaluation(s): {raised} alert(s) and {resolved} resolution(s) "
                       f"notified, {retried} owed notice(s) delivered")
 
