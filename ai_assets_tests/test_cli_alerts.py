@@ -12,12 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 from ai_assets.cli.alerts import alerts
-from ai_assets.monitoring.alerts import asset_check_alert, budget_alert, dead_letter_alert
+from ai_assets.monitoring.alerts import asset_check_alert, run_failure_alert
 from ai_assets.monitoring.notify import AlertDispatcher, Notifier
 from ai_assets.ops_db import OpsDb
 from ai_assets.ops_db.alerts import AlertStore
 
 NOW = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
+BUDGET = "cost_report:within_llm_budget"
+DEAD = "outbox_deliveries:no_dead_letters"
 
 
 @pytest.fixture
@@ -30,8 +32,14 @@ def ops_db_url(tmp_path: Path) -> str:
                                   now=NOW, figure=12, threshold=0)
         d.raise_(check, NOW)
         d.raise_(check, NOW + timedelta(minutes=1))
-        d.raise_(budget_alert("daily", spent_usd=21, limit_usd=20, window="2025-03-03"), NOW + timedelta(hours=1))
-        dead = dead_letter_alert(3, partition="2025-03-02", now=NOW)
+        d.raise_(run_failure_alert("daily_pipeline", "abc-123", message="boom", partition="2025-03-03", now=NOW),
+                 NOW + timedelta(minutes=20))
+        d.raise_(asset_check_alert("cost_report", "within_llm_budget", severity="ERROR",
+                                   description="LLM spend at 105% of the daily budget", partition="2025-03-03",
+                                   now=NOW, figure=1.05, threshold=0.8), NOW + timedelta(hours=1))
+        dead = asset_check_alert("outbox_deliveries", "no_dead_letters", severity="ERROR",
+                                 description="3 outbox messages are dead letters", partition="2025-03-02", now=NOW,
+                                 figure=3, threshold=0)
         d.raise_(dead, NOW + timedelta(hours=2))
         d.resolve(*dead.key, now=NOW + timedelta(hours=3))
     return url
@@ -43,23 +51,30 @@ def run(url: str, *args: str):
     return result.output
 
 
+def conditions(url: str, *args: str) -> list[str]:
+    return [r["condition"] for r in json.loads(run(url, "--json", *args))]
+
+
 def test_json_lists_newest_first(ops_db_url):
     rows = json.loads(run(ops_db_url, "--json"))
-    assert [(r["source"], r["status"]) for r in rows] == [("dead_letters", "resolved"), ("budget", "open"),
-                                                         ("asset_check", "open")]
+    assert [(r["source"], r["condition"], r["status"]) for r in rows] == [
+        ("asset_check", DEAD, "resolved"), ("asset_check", BUDGET, "open"), ("run_failure", "daily_pipeline", "open"),
+        ("asset_check", "validated_messages:no_empty_text", "open")]
     check = rows[-1]
     assert check["condition"] == "validated_messages:no_empty_text" and check["window"] == "2025-03-03"
     assert check["severity"] == "warning" and check["figure"] == 12 and check["raised_count"] == 2
     assert check["link"] == "/assets/validated_messages?partition=2025-03-03"
     assert check["last_sent_at"] == NOW.isoformat() and check["pending_channels"] == []
-    assert rows[1]["severity"] == "critical"
+    assert rows[1]["severity"] == "error" and rows[1]["figure"] == 1.05 and rows[1]["threshold"] == 0.8
+    assert rows[0]["window"] == "2025-03-02" and rows[0]["figure"] == 3
 
 
 def test_filters(ops_db_url):
-    assert [r["source"] for r in json.loads(run(ops_db_url, "--json", "--open"))] == ["budget", "asset_check"]
-    assert [r["source"] for r in json.loads(run(ops_db_url, "--json", "--since", "2025-03-03T12:30:00"))] == [
-        "dead_letters", "budget"]
-    assert [r["source"] for r in json.loads(run(ops_db_url, "--json", "--source", "budget"))] == ["budget"]
+    assert conditions(ops_db_url, "--open") == [BUDGET, "daily_pipeline", "validated_messages:no_empty_text"]
+    assert conditions(ops_db_url, "--since", "2025-03-03T12:30:00") == [DEAD, BUDGET]
+    assert conditions(ops_db_url, "--source", "run_failure") == ["daily_pipeline"]
+    assert conditions(ops_db_url, "--source", "asset_check") == [DEAD, BUDGET, "validated_messages:no_empty_text"]
+    assert conditions(ops_db_url, "--source", "budget") == []  # not a source: budget crossings are checks
     assert json.loads(run(ops_db_url, "--json", "--unsent")) == []
     assert len(json.loads(run(ops_db_url, "--json", "--limit", "1"))) == 1
 
@@ -67,7 +82,7 @@ def test_filters(ops_db_url):
 def test_text_output_is_one_line_per_field_and_escapes_untrusted_text(ops_db_url):
     out = run(ops_db_url)
     lines = out.splitlines()
-    assert lines[0].split()[:5] == ["2025-03-03", "15:00", "resolved", "error", "dead_letters/outbox"]
+    assert lines[0].split()[:5] == ["2025-03-03", "15:00", "resolved", "error", f"asset_check/{DEAD}"]
     assert "asset_check/validated_messages:no_empty_text [2025-03-03] figure=12 threshold=0 x2" in out
     assert "\x1b" not in out and "\r" not in out and "forged line" in out
     assert not any(line.startswith("forged") for line in lines)  # the summary could not start a line

@@ -25,8 +25,8 @@ def _since(value: datetime | None) -> datetime | None:
 @click.option("--unsent", "unsent_only", is_flag=True, help="Only alerts with a notice a channel has not taken yet.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]), default=None,
               help="Only alerts raised or cleared since then (UTC).")
-@click.option("--source", default=None, help="Only one source: asset_check, run_failure, budget, dead_letters, "
-              "drift, accuracy, freshness.")
+@click.option("--source", default=None, help="Only one source: asset_check (budget, dead letters, drift, accuracy "
+              "and freshness are checks) or run_failure.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
 def alerts(as_json: bool, open_only: bool, unsent_only: bool, since: datetime | None, source: str | None,
            limit: int) -> None:

@@ -23,7 +23,7 @@ column is read when the contract's key is absent: the spellings the assets use t
 | input_drift, prediction_drift | status | str | Drift by day | |
 | input_drift, prediction_drift | moved | [{feature, statistic, value, threshold}] | what moved | |
 | input_drift, prediction_drift | examples, telltale_words | list[str] | telltale words and examples | |
-| input_drift, prediction_drift | top_intents | [{intent, reference_share, current_share, contribution}] | intents | |
+| input_drift, prediction_drift | top_intents | [{intent, reference_share, current_share, chi2_contribution}] | intents | |
 | pipeline_metrics | latency_ms_p50, _p95, _p99 | float (ms) | Latency per message (log) | |
 | pipeline_metrics | messages_per_s | float | Throughput | throughput_msgs_per_s |
 | pipeline_metrics | error_rate | float (share) | Errors, fallbacks and cache | llm_error_rate |
@@ -355,10 +355,10 @@ def drift_tables(figures: Figures, days: Sequence[date]) -> list[Table]:
             if isinstance(item, Mapping):
                 intents.append([_text(item.get("intent")), format_value(finite(item.get("reference_share")), "share"),
                                 format_value(finite(item.get("current_share")), "share"),
-                                _number_cell(item.get("contribution"))])
+                                _number_cell(item.get("chi2_contribution"))])
         if intents:
             tables.append(Table(f"{label} on {day.isoformat()}: intents that moved",
-                                ["intent", "reference share", "current share", "contribution"], intents))
+                                ["intent", "reference share", "current share", "chi-square contribution"], intents))
     return tables
 
 

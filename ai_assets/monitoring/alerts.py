@@ -13,11 +13,11 @@ Condition keys (`source`, `condition`, `window`), one alert per key:
 |---|---|---|---|
 | `asset_check` | `<asset>:<check>` | the partition, else the UTC day | `asset_check_alert` |
 | `run_failure` | `<job>` | the partition, else the UTC day | `run_failure_alert` |
-| `budget` | `llm_<scope>` (daily, run, monthly) | the day (month: `YYYY-MM`) | `budget_alert` |
-| `dead_letters` | `outbox` | the partition, else the UTC day | `dead_letter_alert` |
-| `drift` | `<asset>:<statistic>` | the partition | `drift_alert` |
-| `accuracy` | `<model or asset>:<metric>` | the partition | `accuracy_alert` |
-| `freshness` | `<asset>` | the UTC day | `freshness_alert` |
+
+Budget crossings, dead letters, drift, accuracy drops and freshness have no source of their own:
+they arrive as failed asset checks (`cost_report:within_llm_budget`,
+`outbox_deliveries:no_dead_letters`, `input_drift:input_drift_vs_training`,
+`model_quality:accuracy_within_margin_of_validation`, `raw_messages:freshness_check`, ...).
 
 Text in alerts is untrusted: a check description may quote a customer's message or a model's
 output. Every renderer here strips control characters (no CR/LF reaches an e-mail header or a
@@ -50,8 +50,6 @@ DEFAULT_COOLDOWN = timedelta(hours=24)  # AI_ASSETS_ALERT_COOLDOWN_H
 # How much worse a figure must be than when a person was last told, as a share of its distance
 # from the threshold then (or of its size, without a threshold): 0.5 = the excess grew by half.
 DEFAULT_MARGIN = 0.5
-# A budget alert warns at this share of the limit (alert before) and is critical at the limit.
-BUDGET_WARN_SHARE = 0.8
 
 
 class Severity(IntEnum):
@@ -84,11 +82,6 @@ class Source(StrEnum):
 
     ASSET_CHECK = "asset_check"
     RUN_FAILURE = "run_failure"
-    BUDGET = "budget"
-    DEAD_LETTERS = "dead_letters"
-    DRIFT = "drift"
-    ACCURACY = "accuracy"
-    FRESHNESS = "freshness"
 
 
 class AlertStatus(StrEnum):
@@ -211,69 +204,6 @@ def run_failure_alert(job: str, run_id: str, *, message: str, partition: str | N
     same condition), linked to the failed run."""
     return Alert(Source.RUN_FAILURE, key_part(job), partition or day_window(now), Severity.parse(severity),
                  f"run of {job} failed: {message}", None, None, True, partition, run_path(run_id))
-
-
-def budget_severity(spent_usd: float, limit_usd: float, warn_share: float = BUDGET_WARN_SHARE) -> Severity | None:
-    """None below `warn_share` of the limit, WARNING from there (alert before), CRITICAL at the
-    limit (the hard stop: the LLM tier is off until the window ends)."""
-    if limit_usd <= 0:
-        return Severity.CRITICAL if spent_usd > 0 else None
-    if spent_usd >= limit_usd:
-        return Severity.CRITICAL
-    if spent_usd >= warn_share * limit_usd:
-        return Severity.WARNING
-    return None
-
-
-def budget_alert(scope: str, *, spent_usd: float, limit_usd: float, window: str,
-                 warn_share: float = BUDGET_WARN_SHARE, link: str | None = None) -> Alert | None:
-    """LLM spend of one `scope` (daily, run, monthly) against its limit, or None below the warning
-    share. The figure is the spend, the threshold the line it crossed (warning share or limit)."""
-    severity = budget_severity(spent_usd, limit_usd, warn_share)
-    if severity is None:
-        return None
-    line = limit_usd if severity is Severity.CRITICAL else warn_share * limit_usd
-    share = spent_usd / limit_usd if limit_usd > 0 else math.inf
-    what = "reached its limit: the LLM tier is stopped" if severity is Severity.CRITICAL else "is near its limit"
-    return Alert(Source.BUDGET, f"llm_{key_part(scope)}", window, severity,
-                 f"LLM {scope} budget {what}: ${spent_usd:.2f} of ${limit_usd:.2f}"
-                 + (f" ({share:.0%})" if math.isfinite(share) else ""),
-                 spent_usd, line, True, None, link)
-
-
-def dead_letter_alert(count: int, *, partition: str | None, now: datetime,
-                      severity: Severity | str = Severity.ERROR) -> Alert | None:
-    """Outbox rows that gave up (`ai-assets outbox status`, then requeue), or None when there are none."""
-    if count <= 0:
-        return None
-    return Alert(Source.DEAD_LETTERS, "outbox", partition or day_window(now), Severity.parse(severity),
-                 f"{count} outbox message(s) are dead letters: fix the receiver, then `ai-assets outbox requeue`",
-                 float(count), 0.0, True, partition, asset_path("outbox_deliveries", partition))
-
-
-def drift_alert(asset: str, statistic: str, *, value: float, threshold: float, partition: str,
-                detail: str = "", severity: Severity | str = Severity.WARNING) -> Alert:
-    """Input or prediction drift of `asset` measured by `statistic` (e.g. psi, chi2_p): higher is worse."""
-    return Alert(Source.DRIFT, f"{key_part(asset)}:{key_part(statistic)}", partition, Severity.parse(severity),
-                 f"{statistic} drift on {asset}: {value:.4g} > {threshold:.4g}" + (f" ({detail})" if detail else ""),
-                 value, threshold, True, partition, asset_path(asset, partition))
-
-
-def accuracy_alert(subject: str, metric: str, *, value: float, threshold: float, partition: str,
-                   detail: str = "", severity: Severity | str = Severity.ERROR,
-                   asset: str | None = None) -> Alert:
-    """Accuracy (or precision, ...) of `subject` below `threshold`: lower is worse."""
-    return Alert(Source.ACCURACY, f"{key_part(subject)}:{key_part(metric)}", partition, Severity.parse(severity),
-                 f"{metric} of {subject} dropped: {value:.3f} < {threshold:.3f}" + (f" ({detail})" if detail else ""),
-                 value, threshold, False, partition, asset_path(asset or subject, partition))
-
-
-def freshness_alert(asset: str, *, lag_h: float, max_lag_h: float, now: datetime,
-                    severity: Severity | str = Severity.WARNING) -> Alert:
-    """`asset` was last updated `lag_h` hours ago, more than `max_lag_h`: higher is worse."""
-    return Alert(Source.FRESHNESS, key_part(asset), day_window(now), Severity.parse(severity),
-                 f"{asset} is stale: last updated {lag_h:.1f} h ago (limit {max_lag_h:.1f} h)",
-                 lag_h, max_lag_h, True, None, asset_path(asset))
 
 
 # --- state and the rules ---------------------------------------------------------------------
@@ -518,10 +448,8 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-__all__ = ["Action", "Alert", "AlertState", "AlertStatus", "BUDGET_WARN_SHARE", "DEFAULT_COOLDOWN",
-           "DEFAULT_MARGIN", "MAX_CONDITION_CHARS", "MAX_SOURCE_CHARS", "MAX_SUMMARY_CHARS", "MAX_WINDOW_CHARS",
-           "Notice", "NoticeKind", "Severity", "Source", "Verdict", "accuracy_alert", "asset_check_alert",
-           "asset_path", "budget_alert", "budget_severity", "clean_text", "day_window", "dead_letter_alert",
-           "decide", "decide_resolved", "drift_alert", "email_message", "figure_worse", "freshness_alert",
-           "headline", "key_part", "link_url", "log_line", "run_failure_alert", "run_path", "slack_body",
-           "slack_escape"]
+__all__ = ["Action", "Alert", "AlertState", "AlertStatus", "DEFAULT_COOLDOWN", "DEFAULT_MARGIN",
+           "MAX_CONDITION_CHARS", "MAX_SOURCE_CHARS", "MAX_SUMMARY_CHARS", "MAX_WINDOW_CHARS", "Notice", "NoticeKind",
+           "Severity", "Source", "Verdict", "asset_check_alert", "asset_path", "clean_text", "day_window", "decide",
+           "decide_resolved", "email_message", "figure_worse", "headline", "key_part", "link_url", "log_line",
+           "run_failure_alert", "run_path", "slack_body", "slack_escape"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -15,18 +16,13 @@ from ai_assets.monitoring.alerts import (
     NoticeKind,
     Severity,
     Source,
-    accuracy_alert,
     asset_check_alert,
     asset_path,
-    budget_alert,
     clean_text,
-    dead_letter_alert,
     decide,
     decide_resolved,
-    drift_alert,
     email_message,
     figure_worse,
-    freshness_alert,
     link_url,
     log_line,
     run_failure_alert,
@@ -132,23 +128,37 @@ def test_condition_keys_are_stable_per_source():
     assert unpartitioned.window == "2025-03-03"  # the UTC day
     run = run_failure_alert("daily_pipeline", "abc-123", message="boom", partition="2025-03-03", now=NOW)
     assert run.key == ("run_failure", "daily_pipeline", "2025-03-03") and run.link == "/runs/abc-123"
-    assert budget_alert("daily", spent_usd=10, limit_usd=20, window="2025-03-03") is None
-    warn = budget_alert("daily", spent_usd=17, limit_usd=20, window="2025-03-03")
-    stop = budget_alert("daily", spent_usd=21, limit_usd=20, window="2025-03-03")
-    assert warn.key == stop.key == ("budget", "llm_daily", "2025-03-03")
-    assert (warn.severity, warn.threshold, stop.severity, stop.threshold) == (Severity.WARNING, 16, Severity.CRITICAL, 20)
-    assert decide(told(Severity.WARNING, 17), stop, NOW).reason == "worse_severity"  # warned, then stopped: told again
-    assert dead_letter_alert(0, partition="2025-03-03", now=NOW) is None
-    assert dead_letter_alert(3, partition=None, now=NOW).key == ("dead_letters", "outbox", "2025-03-03")
-    drift = drift_alert("enriched_messages", "psi_intent", value=0.31, threshold=0.2, partition="2025-03-03")
-    assert drift.key == ("drift", "enriched_messages:psi_intent", "2025-03-03") and drift.higher_is_worse
-    acc = accuracy_alert("intent_model", "accuracy", value=0.7, threshold=0.85, partition="2025-03-03",
-                         asset="enriched_messages")
-    assert acc.key == ("accuracy", "intent_model:accuracy", "2025-03-03") and not acc.higher_is_worse
-    assert acc.link == "/assets/enriched_messages?partition=2025-03-03"
-    fresh = freshness_alert("raw_messages", lag_h=30, max_lag_h=26, now=NOW)
-    assert fresh.key == ("freshness", "raw_messages", "2025-03-03") and {s.value for s in Source} >= {
-        check.source, run.source, warn.source, drift.source, acc.source, fresh.source}
+    # Budget crossings, dead letters, drift, accuracy drops and freshness arrive as failed checks.
+    warn = asset_check_alert("cost_report", "within_llm_budget", severity="WARN", partition="2025-03-03", now=NOW,
+                             description="LLM spend at 85% of the daily budget", figure=0.85, threshold=0.8)
+    stop = asset_check_alert("cost_report", "within_llm_budget", severity="ERROR", partition="2025-03-03", now=NOW,
+                             description="LLM spend at 105% of the daily budget", figure=1.05, threshold=0.8)
+    assert warn.key == stop.key == ("asset_check", "cost_report:within_llm_budget", "2025-03-03")
+    assert (warn.severity, warn.threshold, stop.severity, stop.threshold) == (Severity.WARNING, 0.8, Severity.ERROR, 0.8)
+    assert decide(told(Severity.WARNING, 0.85), stop, NOW).reason == "worse_severity"  # warned, then stopped: told again
+    dead = asset_check_alert("outbox_deliveries", "no_dead_letters", severity="ERROR",
+                             description="3 outbox messages are dead letters", partition=None, now=NOW, figure=3,
+                             threshold=0)
+    assert dead.key == ("asset_check", "outbox_deliveries:no_dead_letters", "2025-03-03")  # the UTC day
+    assert dead.severity is Severity.ERROR and dead.link == "/assets/outbox_deliveries"
+    drift = asset_check_alert("input_drift", "input_drift_vs_training", severity="WARN", description="psi 0.31 > 0.2",
+                              partition="2025-03-03", now=NOW, figure=0.31, threshold=0.2)
+    assert drift.key == ("asset_check", "input_drift:input_drift_vs_training", "2025-03-03") and drift.higher_is_worse
+    acc = asset_check_alert("model_quality", "accuracy_within_margin_of_validation", severity="WARN",
+                            description="accuracy 0.700 < 0.850", partition="2025-03-03", now=NOW, figure=0.7,
+                            threshold=0.85, higher_is_worse=False)
+    assert acc.key == ("asset_check", "model_quality:accuracy_within_margin_of_validation", "2025-03-03")
+    assert not acc.higher_is_worse and acc.link == "/assets/model_quality?partition=2025-03-03"
+    # Lower accuracy is worse: 0.70 against 0.85 repeats below 0.625, and a better figure is not news.
+    assert decide(told(figure=0.7), dataclasses.replace(acc, figure=0.62), NOW).reason == "worse_figure"
+    assert decide(told(figure=0.7), dataclasses.replace(acc, figure=0.64), NOW).reason == "unchanged"
+    assert decide(told(figure=0.7), dataclasses.replace(acc, figure=0.9), NOW).reason == "unchanged"
+    fresh = asset_check_alert("raw_messages", "freshness_check", severity="WARN",
+                              description="last updated 30.0 h ago (limit 26.0 h)", partition=None, now=NOW,
+                              figure=30, threshold=26)
+    assert fresh.key == ("asset_check", "raw_messages:freshness_check", "2025-03-03") and fresh.higher_is_worse
+    assert {s.value for s in Source} == {"asset_check", "run_failure"}
+    assert {a.source for a in (check, run, warn, stop, dead, drift, acc, fresh)} == {s.value for s in Source}
 
 
 def test_alerts_validate_their_parts():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dagster import EnvVar
 
-from ai_assets.monitoring.alerts import Severity, asset_check_alert, dead_letter_alert
+from ai_assets.monitoring.alerts import Severity, asset_check_alert
 from ai_assets.monitoring.notify import (
     LOGGER_NAME,
     AlertDispatcher,
@@ -155,7 +155,9 @@ def test_one_channel_down_only_that_channel_is_retried(db, hooks, smtp):
     # Resolved while the firing notice never reached anybody: nothing to take back.
     hooks.stop()
     smtp.stop()
-    other = dead_letter_alert(4, partition=DAY, now=NOW)
+    other = asset_check_alert("outbox_deliveries", "no_dead_letters", severity="ERROR",
+                              description="4 outbox messages are dead letters", partition=DAY, now=NOW, figure=4,
+                              threshold=0)
     assert not d.raise_(other, NOW).sent
     assert d.resolve(*other.key, now=NOW + timedelta(minutes=1)).reason == "never_told"
     assert AlertStore(db.sessions).get(*other.key).pending_kind is None

@@ -94,9 +94,9 @@ def realistic_figures(days: list[date] = DAYS, seed: int = 11) -> dict[str, dict
             "score": round(p_score, 4), "threshold": 0.15, "status": "drift" if p_score > 0.15 else "ok",
             "moved": [], "examples": [], "telltale_words": [],
             "top_intents": [{"intent": "top_up_failed", "reference_share": 0.021, "current_share": 0.064,
-                             "contribution": 0.31},
+                             "chi2_contribution": 0.31},
                             {"intent": "card_payment_fee_charged", "reference_share": 0.018, "current_share": 0.037,
-                             "contribution": 0.12}]}
+                             "chi2_contribution": 0.12}]}
         if n != 5:
             p50 = rng.uniform(14, 22)
             out["pipeline_metrics"][day] = {

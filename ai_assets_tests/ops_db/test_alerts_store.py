@@ -105,7 +105,8 @@ def test_list_is_newest_first_with_filters(ops: OpsDb):
     assert [r.condition.split(":")[1] for r in store.list()] == ["b", "c", "a"]
     assert [r.condition.split(":")[1] for r in store.list(open_only=True)] == ["c", "a"]
     assert [r.condition.split(":")[1] for r in store.list(since=NOW + timedelta(minutes=2))] == ["b", "c"]
-    assert store.list(source="budget") == [] and len(store.list(limit=1)) == 1
+    assert len(store.list(source="asset_check")) == 3 and store.list(source="run_failure") == []
+    assert len(store.list(limit=1)) == 1
 
 
 def test_the_key_is_unique_in_the_database(ops: OpsDb, engine):
