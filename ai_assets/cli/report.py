@@ -23,7 +23,7 @@ column is read when the contract's key is absent: the spellings the assets use t
 | input_drift, prediction_drift | status | str | Drift by day | |
 | input_drift, prediction_drift | moved | [{feature, statistic, value, threshold}] | what moved | |
 | input_drift, prediction_drift | examples, telltale_words | list[str] | telltale words and examples | |
-| input_drift, prediction_drift | top_intents | [{intent, reference_share, current_share, chi2_contribution}] | intents | |
+| input_drift, prediction_drift | top_intents | [{intent, reference_share, current_share, chi2_contribution}] | | |
 | pipeline_metrics | latency_ms_p50, _p95, _p99 | float (ms) | Latency per message (log) | |
 | pipeline_metrics | messages_per_s | float | Throughput | throughput_msgs_per_s |
 | pipeline_metrics | error_rate | float (share) | Errors, fallbacks and cache | llm_error_rate |

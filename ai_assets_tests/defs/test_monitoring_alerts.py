@@ -129,3 +129,29 @@ def test_dead_letters_send_one_alert(workspace, instance, smoke_model, hooks, sm
     dead = [t for t in texts(hooks) if "no_dead_letters" in t]
     assert len(dead) == 1 and "outbox_deliveries" in dead[0]
     assert len(smtp.messages) == len(hooks.requests)
+
+
+def test_a_failed_run_sends_one_alert_per_job_and_partition(workspace, instance, hooks, smtp):
+    """The label run of a day that was never ingested fails (no messages to judge against): the
+    run-failure sensor, evaluated as the daemon does, sends one notice linked to the run; a
+    second failure of the same job and day sends nothing more."""
+    from dagster import build_run_status_sensor_context
+
+    from ai_assets.defs.monitoring.sensors import run_failure_alert_sensor
+
+    defs = workspace.defs()
+    resources = {"notifier": notifier(hooks, smtp), "ops_database": OpsDatabaseResource(url=workspace.ops_db_url)}
+    run_ids = []
+    for _ in range(2):
+        failed = workspace.run(defs, instance, MONDAY, job="label_feedback_job")
+        run_ids.append(failed.run_id)
+        assert not failed.success
+        run = instance.get_run_by_id(failed.run_id)
+        failure = next(e for e in failed.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        context = build_run_status_sensor_context(sensor_name=run_failure_alert_sensor.name, dagster_event=failure,
+                                                  dagster_instance=instance, dagster_run=run,
+                                                  resources=resources).for_run_failure()
+        run_failure_alert_sensor(context)
+    (notice,) = texts(hooks)
+    assert "label_feedback_job" in notice and PK in notice and f"/runs/{run_ids[0]}" in notice
+    assert len(smtp.messages) == 1

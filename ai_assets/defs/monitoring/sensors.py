@@ -71,6 +71,9 @@ def resolved_cases_sensor(context: SensorEvaluationContext, landing_zone: Landin
 PAGE = 200
 # A check planned by a run that then died never completes; past this age it stops holding the cursor.
 STALE_PLANNED_S = 6 * 3600
+# A sensor's first tick (no cursor: a new deployment) alerts on the last day's evaluations only,
+# not on every failure in the instance's history.
+FIRST_TICK_LOOKBACK_S = 24 * 3600
 
 
 def _number(metadata: dict, key: str) -> float | None:
@@ -96,17 +99,19 @@ def check_alert(evaluation: AssetCheckEvaluation, run_id: str | None, now: datet
     return dataclasses.replace(alert, window=str(window)) if window else alert
 
 
-def completed_check_executions(instance, check_keys, after: int, now: float) -> tuple[list, int]:
-    """Check executions completed since execution id `after`, oldest first, and the new cursor.
-    Ids are given when a check is planned and the row completes later, so the cursor stops
-    below the oldest execution still planned: nothing finishing late is skipped."""
+def completed_check_executions(instance, check_keys, after: int, now: float,
+                               not_before: float = 0.0) -> tuple[list, int]:
+    """Check executions completed since execution id `after` (and created at `not_before` or
+    later), oldest first, and the new cursor. Ids are given when a check is planned and the row
+    completes later, so the cursor stops below the oldest execution still planned: nothing
+    finishing late is skipped."""
     completed, planned = [], []
     for key in check_keys:
         cursor = None
         while True:
             page = instance.event_log_storage.get_asset_check_execution_history(key, limit=PAGE, cursor=cursor)
             fresh = [r for r in page if r.id > after]
-            for record in fresh:
+            for record in (r for r in fresh if r.create_timestamp >= not_before):
                 if record.status in (AssetCheckExecutionRecordStatus.SUCCEEDED,
                                      AssetCheckExecutionRecordStatus.FAILED) and record.evaluation:
                     completed.append(record)
@@ -132,7 +137,8 @@ def check_alert_sensor(context: SensorEvaluationContext, notifier: NotifierResou
     after = int(context.cursor) if context.cursor else 0
     now = datetime.now(UTC)
     check_keys = sorted(context.repository_def.asset_graph.asset_check_keys, key=str)
-    records, cursor = completed_check_executions(context.instance, check_keys, after, now.timestamp())
+    not_before = 0.0 if context.cursor else now.timestamp() - FIRST_TICK_LOOKBACK_S
+    records, cursor = completed_check_executions(context.instance, check_keys, after, now.timestamp(), not_before)
     dispatcher = notifier.dispatcher(ops_database.db(), context.log)
     raised = resolved = 0
     for record in records:
