@@ -61,6 +61,8 @@ bench: install
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.local_path
 	$(BIN)/python -m benchmarks.actions
+	$(BIN)/python -m benchmarks.monitoring
+	$(BIN)/python -m benchmarks.drift_detection
 
 clean:
 	rm -rf var .pytest_cache

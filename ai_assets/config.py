@@ -22,7 +22,7 @@ them as `EnvVar` references, never in stored run configuration.
 | AI_ASSETS_MODEL_ENCODER, AI_ASSETS_MODEL_ROWS_PER_INTENT | minilm, 0 (all) | intent-model training |
 | AI_ASSETS_LLM_MONTHLY_BUDGET_USD | 400 | the month's LLM spend the cost report forecasts against |
 | AI_ASSETS_ALERT_WEBHOOK_URL | unset | Slack-compatible JSON webhook for alerts (secret) |
-| AI_ASSETS_ALERT_EMAIL_TO, AI_ASSETS_ALERT_EMAIL_FROM | unset, ai-assets-alerts@localhost | alert e-mail over the SMTP settings above |
+| AI_ASSETS_ALERT_EMAIL_TO, _FROM | unset, ai-assets-alerts@localhost | alert e-mail (over the SMTP settings) |
 | AI_ASSETS_ALERT_COOLDOWN_H | 24 | an unchanged alert repeats only after this many hours |
 | AI_ASSETS_UI_URL | http://127.0.0.1:3000 | the Dagster UI, for links in alerts and the report |
 | AI_ASSETS_DRIFT_BLOCKING | false | drift checks block downstream steps instead of warning |

@@ -21,6 +21,8 @@ from ai_assets.resources import (
     IntentModelTraining,
     LandingZone,
     ModelServing,
+    MonitoringSettings,
+    NotifierResource,
     OpsDatabaseResource,
     ParquetIOManager,
 )
@@ -65,7 +67,9 @@ class Workspace:
         return ActionSettings(**{**settings, **changes})
 
     def defs(self, serving: ModelServing | None = None, training: IntentModelTraining | None = None,
-             actions: ActionSettings | None = None, landing: LandingZone | None = None, **policy) -> Definitions:
+             actions: ActionSettings | None = None, landing: LandingZone | None = None,
+             monitoring: MonitoringSettings | None = None, notifier: NotifierResource | None = None,
+             **policy) -> Definitions:
         """No LLM unless `serving` says so; training is a quick smoke training (hashing encoder,
         12 rows per intent, floors low enough for it) unless `training` says otherwise; outbox
         to files unless `actions` says otherwise."""
@@ -77,6 +81,8 @@ class Workspace:
             "model_serving": serving or ModelServing(),
             "model_training": training or self.smoke_training(),
             "action_settings": actions or self.action_settings(),
+            "monitoring_settings": monitoring or MonitoringSettings(),
+            "notifier": notifier or NotifierResource(),
         })
 
     def smoke_training(self, **changes) -> IntentModelTraining:

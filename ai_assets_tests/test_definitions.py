@@ -24,14 +24,28 @@ PARTITION_CHECKS = {
     ("triage_decisions", "every_message_triaged_once"),
     ("case_actions", "every_decision_acted_once"),
     ("outbox_deliveries", "no_dead_letters"),
+    ("resolved_cases", "resolved_feed_accounted"),
+    ("resolved_cases", "resolved_feed_matches_day"),
+    ("model_quality", "automated_precision_at_target"),
+    ("model_quality", "accuracy_within_margin_of_validation"),
+    ("model_quality", "estimate_matches_realised"),
+    ("cost_report", "within_llm_budget"),
+    ("input_drift", "input_drift_vs_training"),
+    ("input_drift", "input_drift_vs_trailing_7_days"),
+    ("prediction_drift", "prediction_drift_vs_training"),
+    ("prediction_drift", "prediction_drift_vs_trailing_7_days"),
 }
 BLOCKING = {("validated_messages", "quarantine_share_within_ceiling"), ("validated_messages", "counts_balance"),
             ("enriched_messages", "every_message_enriched_once"), ("triage_decisions", "every_message_triaged_once"),
-            ("case_actions", "every_decision_acted_once")}
+            ("case_actions", "every_decision_acted_once"), ("resolved_cases", "resolved_feed_accounted")}
 GROUPS = {"raw_messages": "ingestion", "validated_messages": "ingestion", "quarantined_messages": "ingestion",
           "enriched_messages": "enrichment", "intent_model": "model", "production_intent_model": "model",
-          "triage_decisions": "actions", "case_actions": "actions", "outbox_deliveries": "actions"}
-NO_STORED_VALUE = {"outbox_deliveries"}  # its result is in the operations database and the receivers
+          "triage_decisions": "actions", "case_actions": "actions", "outbox_deliveries": "actions",
+          **dict.fromkeys(("resolved_cases", "quarantined_resolved_cases", "quality_estimate", "model_quality",
+                           "input_drift", "prediction_drift", "pipeline_metrics", "cost_report", "business_metrics"), "monitoring")}
+# Results in the operations database and the receivers, or figures in the metadata only.
+NO_STORED_VALUE = {"outbox_deliveries", "quality_estimate", "model_quality", "input_drift", "prediction_drift",
+                   "pipeline_metrics", "cost_report", "business_metrics"}
 
 
 def test_dagster_definitions_validate_passes(tmp_path):
@@ -71,16 +85,18 @@ def test_definitions_load_with_expected_assets_checks_sensors():
         assert checks[key].blocking is (key in BLOCKING), key
 
     sensors = {s.name: s for s in defs.sensors}
-    assert set(sensors) == {"landing_zone_sensor", "ingestion_freshness_sensor"}
+    assert set(sensors) == {"landing_zone_sensor", "ingestion_freshness_sensor", "resolved_cases_sensor",
+                            "check_alert_sensor", "run_failure_alert_sensor"}
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
     assert {s.name for s in defs.schedules} == {"ingestion_job_schedule", "outbox_retry_job_schedule"}
     assert all(s.default_status == DefaultScheduleStatus.RUNNING for s in defs.schedules)
 
     job = defs.resolve_job_def("ingestion_job")
     assert job.partitions_def == daily_partitions
-    assert {"ingestion_job", "model_training_job", "outbox_retry_job"} <= {j.name for j in defs.resolve_all_job_defs()}
+    assert {"ingestion_job", "model_training_job", "outbox_retry_job", "label_feedback_job"} <= {
+        j.name for j in defs.resolve_all_job_defs()}
     for resource in ("landing_zone", "io_manager", "ingestion_policy", "ops_database", "model_serving",
-                     "model_training", "action_settings"):
+                     "model_training", "action_settings", "monitoring_settings", "notifier"):
         assert resource in defs.resources
     # raw -> validated and quarantined, produced together from the same step.
     assert graph.get(AssetKey("validated_messages")).parent_keys == {AssetKey("raw_messages")}

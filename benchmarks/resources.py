@@ -9,6 +9,8 @@ from ai_assets.resources import (
     IntentModelTraining,
     LandingZone,
     ModelServing,
+    MonitoringSettings,
+    NotifierResource,
     OpsDatabaseResource,
     ParquetIOManager,
 )
@@ -24,4 +26,6 @@ def scratch_resources(root: Path) -> dict[str, object]:
         "model_serving": ModelServing(),
         "action_settings": ActionSettings(outbox_dir=str(root / "outbox")),
         "model_training": IntentModelTraining(models_dir=str(root / "models")),
+        "monitoring_settings": MonitoringSettings(),
+        "notifier": NotifierResource(),
     }

@@ -148,6 +148,51 @@ def _print_day_summary(rows: list[dict], day: str) -> bool:
     return not failed
 
 
+def _pct(figure) -> str:
+    return "n/a" if figure is None else f"{figure:.1%}"
+
+
+def _interval(meta: dict, key: str) -> str:
+    if meta.get(key) is None:
+        return "n/a"
+    return f"{_pct(meta[key])} [{_pct(meta.get(f'{key}_low'))}, {_pct(meta.get(f'{key}_high'))}]"
+
+
+def _print_monitoring(rows: list[dict], day: str) -> None:
+    """The day's layer-4 figures: quality estimated and realised, drift, cost and business."""
+    by_asset = {r["asset"]: r for r in rows if r["partition"] == day}
+    quality, estimate = by_asset.get("model_quality"), by_asset.get("quality_estimate")
+    if estimate:
+        q = quality["metadata"] if quality else {}
+        click.echo(f"    quality: estimated accuracy {_interval(estimate['metadata'], 'estimated_accuracy')}, "
+                   f"realised {_interval(q, 'accuracy')} on {_pct(q.get('labelled_share'))} labelled, "
+                   f"automated precision {_interval(q, 'automated_precision')}")
+    for name in ("input_drift", "prediction_drift"):
+        drift = by_asset.get(name)
+        if drift:
+            m = drift["metadata"]
+            moved = ", ".join(str(x.get("feature")) for x in (m.get("moved") or [])[:4]) or "nothing"
+            click.echo(f"    {name}: {m.get('status')} (moved: {moved})")
+    cost, business = by_asset.get("cost_report"), by_asset.get("business_metrics")
+    if cost and business:
+        c, b = cost["metadata"], business["metadata"]
+        click.echo(f"    cost ${c.get('partition_cost_usd')} (${c.get('cost_per_1000_messages_usd')} per 1,000), "
+                   f"month forecast ${c.get('forecast_month_usd')} of ${c.get('monthly_budget_usd')}; "
+                   f"automation {_pct(b.get('automation_rate'))}, {b.get('agent_hours_saved')} agent hours saved, "
+                   f"{b.get('errors_caught_before_customer')} errors caught before a customer")
+    monitoring = [c for a in ("resolved_cases", "model_quality", "cost_report", "input_drift", "prediction_drift")
+                  for c in (by_asset.get(a) or {}).get("checks", []) if c["partitioned"] and c["passed"] is False]
+    for check in monitoring:
+        click.echo(f"    MONITORING CHECK FAILED ({check['severity']}): {check['name']} (an alert was raised)")
+
+
+def _write_report(instance, days: int) -> Path:
+    from ai_assets.cli.report import gather_report
+    from ai_assets.monitoring.report import write_report
+
+    return write_report(gather_report(instance, days=days), Settings.from_env().data_dir / "report")
+
+
 @main.command()
 @click.option("--days", default=5, show_default=True, type=click.IntRange(1, 60))
 @click.option("--per-day", default=1000, show_default=True, type=click.IntRange(10, 100_000))
@@ -155,7 +200,14 @@ def demo(days: int, per_day: int) -> None:
     """Replay the last DAYS days of traffic (the last one with faults), run every asset and
     check for them, and print what happened. Exits non-zero if anything failed."""
     from ai_assets.cli.instance_status import asset_status
-    from ai_assets.cli.pipeline_runs import MODEL_TRAINING_JOB, run_job, run_partitions, run_unpartitioned_checks
+    from ai_assets.cli.pipeline_runs import (
+        LABEL_FEEDBACK_JOB,
+        MODEL_TRAINING_JOB,
+        evaluate_alert_sensor,
+        run_job,
+        run_partitions,
+        run_unpartitioned_checks,
+    )
     from ai_assets.resources import action_settings_from_env
 
     instance, defs = _instance(), _defs()
@@ -178,10 +230,17 @@ def demo(days: int, per_day: int) -> None:
     click.echo(f"Replayed {days} days into {_landing_dir()}; materializing {day_keys[0]}..{day_keys[-1]}")
     runs = run_partitions(defs, instance, day_keys)
     wide = run_unpartitioned_checks(defs, instance)
+    # The resolved cases of each day landed the next day: the quality runs their sensor starts.
+    quality_runs = run_partitions(defs, instance, day_keys, job_name=LABEL_FEEDBACK_JOB)
+    alert_tick = evaluate_alert_sensor(defs, instance)
     rows = asset_status(instance, defs)
-    ok = all(r.success for r in runs) and wide.success
+    ok = all(r.success for r in runs + quality_runs) and wide.success
     for day in day_keys:
         ok = _print_day_summary(rows, day) and ok
+        _print_monitoring(rows, day)
+    click.echo(f"Alerts: {alert_tick}; `ai-assets alerts` lists them.")
+    report_path = _write_report(instance, days)
+    click.echo(f"Monitoring report (static HTML, offline): {report_path}")
     settings = action_settings_from_env(in_dagster=False)
     events = "the webhook in AI_ASSETS_WEBHOOK_URL" if settings.webhook_url else Path(settings.outbox_dir) / "events"
     click.echo(f"Customer e-mail went to {settings.smtp_host or Path(settings.outbox_dir) / 'mail'}; case events to "
@@ -457,9 +516,13 @@ def rollback(name: str, reason: str) -> None:
 
 def _register_action_commands() -> None:
     from ai_assets.cli.actions import audit, outbox
+    from ai_assets.cli.alerts import alerts
+    from ai_assets.cli.report import report
 
     main.add_command(audit)
     main.add_command(outbox)
+    main.add_command(alerts)
+    main.add_command(report)
 
 
 _register_action_commands()

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MESSAGES_DIR = "messages"
+# Agents' final categories, a day after the messages: `resolved_cases/<arrival day>/*.jsonl`.
+RESOLVED_CASES_DIR = "resolved_cases"
 FILE_SUFFIX = ".jsonl"
 # A day of a large bank's inbox is ~1 KB a message; 64 MiB is ~50,000 messages in one file.
 DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -65,10 +67,11 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def scan_day(root: Path, day: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> DayScan:
-    """The candidate files of `{root}/messages/{day}/*.jsonl`; names starting with '.' are in
+def scan_day(root: Path, day: str, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+             feed: str = MESSAGES_DIR) -> DayScan:
+    """The candidate files of `{root}/{feed}/{day}/*.jsonl`; names starting with '.' are in
     flight and not looked at. Nothing is opened here (lstat only), so a FIFO cannot block."""
-    base = root / MESSAGES_DIR
+    base = root / feed
     folder = base / day
     scan = DayScan()
     if folder.is_symlink():
@@ -123,9 +126,9 @@ def read_landing_file(path: Path, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) 
     return data
 
 
-def list_days(root: Path) -> list[str]:
+def list_days(root: Path, feed: str = MESSAGES_DIR) -> list[str]:
     """Names of the day folders, symlinked ones included (they are refused when scanned, visibly)."""
-    base = root / MESSAGES_DIR
+    base = root / feed
     if not base.is_dir():
         return []
     return sorted(p.name for p in base.iterdir() if p.is_symlink() or p.is_dir())

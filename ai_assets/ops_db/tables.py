@@ -364,3 +364,72 @@ class ReviewItem(Base):
     resolution: Mapped[dict[str, Any] | None]
 
     __table_args__ = (CheckConstraint(_in("status", ReviewStatus), name="status"),)
+
+
+# --- Layer 4: alerts that a person receives once --------------------------------------
+
+
+class AlertStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class AlertSeverity(StrEnum):
+    """The labels of `ai_assets.monitoring.alerts.Severity` (ops_db cannot import monitoring)."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+class AlertNoticeKind(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class AlertRow(Base):
+    """One alert condition in one window (`source`, `condition`, `time_window`: unique, so two sensor
+    ticks raising it at once share one row and one notice). Holds the latest figures, what was
+    last sent (for the worse-than-before and cooldown rules), and a notice still owed to some
+    channels (`pending_*`, retried at `retry_at`). Never holds a channel's URL or credentials."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    condition: Mapped[str] = mapped_column(String(200))
+    time_window: Mapped[str] = mapped_column(String(64))  # "window" is reserved in PostgreSQL
+    status: Mapped[str] = mapped_column(String(16), default=AlertStatus.OPEN.value)
+    severity: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    figure: Mapped[float | None]
+    threshold: Mapped[float | None]
+    higher_is_worse: Mapped[bool] = mapped_column(Boolean, default=True)
+    partition: Mapped[str | None] = mapped_column(String(64))
+    link: Mapped[str | None] = mapped_column(Text)  # a UI path, or a full URL
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    resolved_at: Mapped[datetime | None]
+    raised_count: Mapped[int] = mapped_column(default=1)  # raises in the current episode
+    notices: Mapped[int] = mapped_column(default=0)  # notices decided so far: the sequence of the latest
+    sent_severity: Mapped[str | None] = mapped_column(String(16))
+    sent_figure: Mapped[float | None]
+    last_sent_at: Mapped[datetime | None]
+    pending_kind: Mapped[str | None] = mapped_column(String(16))
+    pending_reason: Mapped[str | None] = mapped_column(String(32))
+    pending_channels: Mapped[list[str]] = mapped_column(JSON_DOC, default=list)
+    retry_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)  # failed attempts of the pending notice
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("source", "condition", "time_window"),
+        CheckConstraint(_in("status", AlertStatus), name="status"),
+        CheckConstraint(_in("severity", AlertSeverity), name="severity"),
+        CheckConstraint(f"sent_severity IS NULL OR {_in('sent_severity', AlertSeverity)}", name="sent_severity"),
+        CheckConstraint(f"pending_kind IS NULL OR {_in('pending_kind', AlertNoticeKind)}", name="pending_kind"),
+        CheckConstraint("raised_count >= 0 AND notices >= 0 AND attempts >= 0", name="counts_non_negative"),
+        Index("ix_alerts_pending", "pending_kind", "retry_at"),
+    )

@@ -12,11 +12,13 @@ from ai_assets.resources.ingestion_policy import IngestionPolicy
 from ai_assets.resources.landing_zone import LandingZone
 from ai_assets.resources.model_serving import ModelServing
 from ai_assets.resources.model_training import IntentModelTraining
+from ai_assets.resources.monitoring import MonitoringSettings
+from ai_assets.resources.notifier import NotifierResource, notifier_from_env
 from ai_assets.resources.ops_database import OpsDatabaseResource
 from ai_assets.resources.parquet_io_manager import ParquetIOManager
 
 __all__ = ["ActionSettings", "IngestionPolicy", "IntentModelTraining", "LandingZone", "ModelServing",
-           "OpsDatabaseResource", "ParquetIOManager", "build_resources"]
+           "MonitoringSettings", "NotifierResource", "OpsDatabaseResource", "ParquetIOManager", "build_resources"]
 
 
 def ingestion_policy_from_env() -> IngestionPolicy:
@@ -62,6 +64,18 @@ def action_settings_from_env(in_dagster: bool = True) -> ActionSettings:
     )
 
 
+def monitoring_settings_from_env() -> MonitoringSettings:
+    settings = Settings.from_env()
+    return MonitoringSettings(
+        accuracy_margin=settings.accuracy_margin,
+        estimate_gap_margin=settings.estimate_gap_margin,
+        daily_budget_usd=settings.llm_daily_budget_usd,
+        monthly_budget_usd=settings.llm_monthly_budget_usd,
+        minutes_per_case=settings.minutes_per_case,
+        ui_url=settings.ui_url,
+    )
+
+
 def build_resources() -> dict[str, object]:
     settings = Settings.from_env()
     return {
@@ -79,4 +93,6 @@ def build_resources() -> dict[str, object]:
             encoder=settings.model_encoder,
             rows_per_intent=settings.model_rows_per_intent,
         ),
+        "monitoring_settings": monitoring_settings_from_env(),
+        "notifier": notifier_from_env(),
     }

@@ -2,6 +2,11 @@
 
 Writes go to a temporary file and are renamed into place, so a killed run never leaves a
 half-written partition for the next step to read.
+
+An input that reads a window of partitions (a drift check's day and its trailing days) may say
+`metadata={PARTITION_WINDOW: True}`: it then gets `{partition: frame}` of the days of the window
+that were materialized; days never materialized are left out instead of failing the load.
+Without that flag every partition must exist and the frames are concatenated.
 """
 
 
@@ -10,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, OutputContext
+
+PARTITION_WINDOW = "ai_assets/partition_window"
 
 
 class ParquetIOManager(ConfigurableIOManager):
@@ -29,9 +36,12 @@ class ParquetIOManager(ConfigurableIOManager):
         tmp.replace(path)
         context.add_output_metadata({"path": str(path)})
 
-    def load_input(self, context: InputContext) -> pd.DataFrame:
+    def load_input(self, context: InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         key = context.asset_key.path
         if not context.has_asset_partitions:
             return pd.read_parquet(self._path(key, None))
-        frames = [pd.read_parquet(self._path(key, pk)) for pk in context.asset_partition_keys]
+        keys = list(context.asset_partition_keys)
+        if context.definition_metadata.get(PARTITION_WINDOW):
+            return {pk: pd.read_parquet(self._path(key, pk)) for pk in keys if self._path(key, pk).exists()}
+        frames = [pd.read_parquet(self._path(key, pk)) for pk in keys]
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

@@ -35,6 +35,13 @@ PARTITION_CHECKS = {
     "triage_decisions": ["every_message_triaged_once"],
     "case_actions": ["every_decision_acted_once"],
     "outbox_deliveries": ["no_dead_letters"],
+    # The day's monitoring runs in the same job.
+    "quality_estimate": [],
+    "input_drift": ["input_drift_vs_training", "input_drift_vs_trailing_7_days"],
+    "prediction_drift": ["prediction_drift_vs_training", "prediction_drift_vs_trailing_7_days"],
+    "pipeline_metrics": [],
+    "cost_report": ["within_llm_budget"],
+    "business_metrics": [],
 }
 TERMINAL_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
 TERMINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
@@ -137,7 +144,7 @@ def test_materialize_backfill_and_checks_from_the_ui(browser_page: Page, dagster
     expect(page.get_by_role("dialog")).to_contain_text("production_intent_model")
     page.get_by_role("dialog").get_by_role("button", name="Confirm", exact=True).click()
     expect(page.get_by_text("Are you sure?")).to_have_count(0)  # the warning's dialog has closed
-    expect(page.get_by_role("dialog")).to_contain_text("Launch runs to materialize 7 assets")
+    expect(page.get_by_role("dialog")).to_contain_text("Launch runs to materialize 13 assets")
     choose_partitions(page, f"[{backfill_days[0]}...{backfill_days[-1]}]", "3 partitions")
     shoot(page, screenshots, "10_backfill_dialog")
     page.get_by_role("dialog").get_by_role("button", name="Launch backfill", exact=True).click()
@@ -216,6 +223,8 @@ def test_materialize_backfill_and_checks_from_the_ui(browser_page: Page, dagster
 
     # --- ... and shown in the UI: each asset's Checks tab, and each check's history per day. ----
     for asset, checks in PARTITION_CHECKS.items():
+        if not checks:
+            continue
         page.goto(f"{server.url}/assets/{asset}?view=checks")
         for check in checks:
             expect(check_item(page, check)).to_contain_text("Succeeded", timeout=UI_TIMEOUT_MS)

@@ -25,7 +25,10 @@ MONDAY = date(2025, 3, 3)
 ASSETS = ("raw_messages", "validated_messages", "quarantined_messages")
 PARTITION_CHECKS = {"every_message_enriched_once", "schema_matches_contract", "landing_files_all_read", "volume_within_trailing_band",
                     "quarantine_share_within_ceiling", "counts_balance", "quarantine_rows_explained",
-                    "every_message_triaged_once", "every_decision_acted_once", "no_dead_letters"}
+                    "every_message_triaged_once", "every_decision_acted_once", "no_dead_letters",
+                    # the day's monitoring, in the same run
+                    "within_llm_budget", "input_drift_vs_training", "input_drift_vs_trailing_7_days",
+                    "prediction_drift_vs_training", "prediction_drift_vs_trailing_7_days"}
 
 
 

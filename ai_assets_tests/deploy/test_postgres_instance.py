@@ -42,6 +42,13 @@ from ai_assets.defs.ingestion.checks import (
     SCHEMA_MATCHES_CONTRACT,
     VOLUME_WITHIN_TRAILING_BAND,
 )
+from ai_assets.defs.monitoring.drift import (
+    INPUT_DRIFT_VS_TRAILING,
+    INPUT_DRIFT_VS_TRAINING,
+    PREDICTION_DRIFT_VS_TRAILING,
+    PREDICTION_DRIFT_VS_TRAINING,
+)
+from ai_assets.defs.monitoring.metrics import WITHIN_LLM_BUDGET
 from ai_assets.simulator import FAULT_OUTCOME
 from ai_assets_tests.conftest import REPO_ROOT, Workspace, require_postgres
 
@@ -61,6 +68,13 @@ ALL_CHECKS = {
     "triage_decisions": {EVERY_MESSAGE_TRIAGED_ONCE},
     "case_actions": {EVERY_DECISION_ACTED_ONCE},
     "outbox_deliveries": {NO_DEAD_LETTERS},
+    # The day's monitoring runs in the same job.
+    "quality_estimate": set(),
+    "input_drift": {INPUT_DRIFT_VS_TRAINING, INPUT_DRIFT_VS_TRAILING},
+    "prediction_drift": {PREDICTION_DRIFT_VS_TRAINING, PREDICTION_DRIFT_VS_TRAILING},
+    "pipeline_metrics": set(),
+    "cost_report": {WITHIN_LLM_BUDGET},
+    "business_metrics": set(),
 }
 
 

@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Out
 from ai_assets.actions.delivery import OutboxStore
 from ai_assets.actions.ledger import ActionLedger, MessageDecision, outcome_counts
 from ai_assets.actions.triage import triage_frame
-from ai_assets.defs.common import ACTIONS_GROUP, column_schema, daily_partitions
+from ai_assets.defs.common import ACTIONS_GROUP, column_schema, daily_partitions, drift_gates
 from ai_assets.ops_db import AuditContext, pipeline_actor
 from ai_assets.resources.actions import ActionSettings
 from ai_assets.resources.ops_database import OpsDatabaseResource
@@ -20,7 +20,7 @@ GROUP = ACTIONS_GROUP
 DB_RETRY = RetryPolicy(max_retries=3, delay=2.0)
 
 
-@asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pandas", "parquet"},
+@asset(partitions_def=daily_partitions, group_name=GROUP, kinds={"pandas", "parquet"}, deps=drift_gates(),
        metadata={"dagster/column_schema": column_schema(TRIAGE_COLUMNS)})
 def triage_decisions(context: AssetExecutionContext, enriched_messages: pd.DataFrame,
                      action_settings: ActionSettings) -> Output[pd.DataFrame]:
