@@ -31,8 +31,8 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 from dagster import instance_for_test  # noqa: E402
 
 from ai_assets.data.datasets import split_banking77  # noqa: E402
-from ai_assets.defs.common import DAILY_MONITORING_ASSETS  # noqa: E402
 from ai_assets.definitions import build_defs  # noqa: E402
+from ai_assets.defs.common import DAILY_MONITORING_ASSETS  # noqa: E402
 from ai_assets.simulator import simulate_day, write_day  # noqa: E402
 from benchmarks.resources import scratch_resources  # noqa: E402
 
