@@ -18,6 +18,7 @@ audit rows — all committed together or not at all.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ class MessageDecision:
     content_hash: str = ""  # '' only for callers that never see reused ids (benchmarks, tests)
     model_version: str | None = None
     model_call: Mapping[str, Any] = field(default_factory=dict)  # tier, tokens, cost, latency, cache hit
+    # The local model's best labels with calibrated scores, best first: what a reviewer is offered.
+    suggestions: tuple[tuple[str, float], ...] = ()
 
 
     @classmethod
@@ -99,7 +102,20 @@ class MessageDecision:
             model_version=row["answered_by"],
             model_call={"tier": row["tier"], "input_tokens": int(row["input_tokens"]),
                         "output_tokens": int(row["output_tokens"]), "cost_usd": float(row["cost_usd"]),
-                        "latency_ms": float(row["latency_ms"]), "cache_hit": bool(row["cache_hit"])})
+                        "latency_ms": float(row["latency_ms"]), "cache_hit": bool(row["cache_hit"])},
+            # Partitions written before suggestions were recorded have no column: none offered.
+            suggestions=parse_suggestions(row.get("suggestions")))
+
+
+def parse_suggestions(value: object) -> tuple[tuple[str, float], ...]:
+    """The `suggestions` column (JSON `[[intent, score], ...]`) as pairs; () when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return ()
+    try:
+        pairs = json.loads(value)
+        return tuple((str(intent), round(float(score), 6)) for intent, score in pairs)
+    except (ValueError, TypeError):
+        return ()
 
 
 @dataclass(frozen=True)
@@ -197,9 +213,7 @@ class ActionLedger:
         self._audit_decision(s, d)
         add_entry(s, self._audit, AuditEvent.CONFLICT, message_id=d.message_id, policy_version=d.policy_version,
                   detail=why, content_hash=d.content_hash)
-        s.add(ReviewItem(idempotency_key=d.idempotency_key, message_id=d.message_id, customer_id=d.customer_id,
-                         reason=why[:200], intent=d.intent, confidence=d.confidence, queue=d.queue,
-                         priority=d.priority, text=d.text, case_id=None))
+        s.add(self._review_item(d, why, case_id=None))
         add_entry(s, self._audit, AuditEvent.REVIEW, message_id=d.message_id, policy_version=d.policy_version,
                   reason=why, action_id=None, case_id=None)
         return ActionResult(d.message_id, ID_CONFLICT, None, recorded=ID_CONFLICT)
@@ -220,7 +234,8 @@ class ActionLedger:
                       model_version=d.model_version, **dict(d.model_call))
         add_entry(s, self._audit, AuditEvent.DECISION, message_id=d.message_id, policy_version=d.policy_version,
                   model_version=d.model_version, decision=d.decision, action=d.action, reason=d.reason,
-                  intent=d.intent, confidence=d.confidence, queue=d.queue, priority=d.priority)
+                  intent=d.intent, confidence=d.confidence, queue=d.queue, priority=d.priority,
+                  text=d.text)  # masked, as validated: what a reviewer overriding the action reads
 
     def _review(self, s: Session, d: MessageDecision, outcome: ActionOutcome, reason: str,
                 case_id: int | None, conflict: str | None = None) -> ActionResult:
@@ -228,12 +243,19 @@ class ActionLedger:
         if conflict is not None:
             add_entry(s, self._audit, AuditEvent.CONFLICT, message_id=d.message_id,
                       policy_version=d.policy_version, case_id=case_id, detail=conflict)
-        s.add(ReviewItem(idempotency_key=d.idempotency_key, message_id=d.message_id, customer_id=d.customer_id,
-                         reason=reason[:200], intent=d.intent, confidence=d.confidence, queue=d.queue,
-                         priority=d.priority, text=d.text, case_id=case_id))
+        s.add(self._review_item(d, reason, case_id))
         add_entry(s, self._audit, AuditEvent.REVIEW, message_id=d.message_id, policy_version=d.policy_version,
                   reason=reason, action_id=action.id, case_id=case_id)
         return ActionResult(d.message_id, outcome.value, case_id)
+
+    def _review_item(self, d: MessageDecision, reason: str, case_id: int | None) -> ReviewItem:
+        now = utcnow()
+        return ReviewItem(idempotency_key=d.idempotency_key, message_id=d.message_id, customer_id=d.customer_id,
+                          reason=reason[:200], intent=d.intent, confidence=d.confidence, queue=d.queue,
+                          priority=d.priority, text=d.text, case_id=case_id, created_at=now,
+                          suggestions=[[intent, score] for intent, score in d.suggestions],
+                          model_version=d.model_version,
+                          due_at=now + self._policy.review_due_after(d.priority))
 
     def _conflict(self, s: Session, d: MessageDecision, case_id: int | None, why: str) -> ActionResult:
         return self._review(s, d, ActionOutcome.CONFLICT, f"case_conflict: {why}", case_id, conflict=why)

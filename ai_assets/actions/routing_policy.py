@@ -9,7 +9,8 @@ fraud reports to the general queue or an e-mail with a hole in it.
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -25,6 +26,10 @@ PRIORITIES = ("P1", "P2", "P3")
 ACTIONS = ("auto_reply", "open_case", "fraud_escalation")
 # The only values a template may use: none of them comes from model output or message text.
 TEMPLATE_FIELDS = frozenset({"case_id", "topic", "queue", "priority"})
+# How long a review item of each priority may wait for a person before it is raised to the
+# senior queue (`review_due_hours` in the policy; these apply where a policy file has none).
+DEFAULT_REVIEW_DUE_HOURS = {"P1": 1.0, "P2": 8.0, "P3": 24.0}
+OPTIONAL_TEMPLATES = ("correction",)  # the follow-up e-mail of an override; else the acknowledgement
 
 
 class PolicyError(ValueError):
@@ -57,9 +62,20 @@ class RoutingPolicy:
     # it acknowledges and promises a person, it never answers.
     acknowledgement: Template
     never_automate: frozenset[str]
+    review_due_hours: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_REVIEW_DUE_HOURS))
+    # The e-mail a customer gets when a person overrides an automatic action (a correction).
+    correction: Template | None = None
 
     def route(self, intent: str) -> Route:
         return self.routes[intent]
+
+    def review_due_after(self, priority: str) -> timedelta:
+        """How long a review item of `priority` may wait before it is overdue."""
+        return timedelta(hours=self.review_due_hours[priority])
+
+    @property
+    def correction_template(self) -> Template:
+        return self.correction or self.acknowledgement
 
 
 def _template(name: str, entry: object) -> Template:
@@ -99,7 +115,8 @@ def _route(intent: str, entry: object) -> Route:
 def parse_policy(document: object, labels: list[str]) -> RoutingPolicy:
     if not isinstance(document, dict):
         raise PolicyError("policy must be a mapping with 'version', 'templates', 'never_automate' and 'intents'")
-    unknown_keys = sorted(set(document) - {"version", "templates", "never_automate", "intents"})
+    unknown_keys = sorted(set(document) - {"version", "templates", "never_automate", "intents",
+                                           "review_due_hours"})
     if unknown_keys:
         raise PolicyError(f"policy has unknown keys: {unknown_keys}")
     version = document.get("version")
@@ -121,7 +138,7 @@ def parse_policy(document: object, labels: list[str]) -> RoutingPolicy:
     if not isinstance(templates, dict):
         raise PolicyError("policy 'templates' must map each action, and 'acknowledgement', to {subject, body}")
     missing_templates = sorted((set(ACTIONS) | {"acknowledgement"}) - set(templates))
-    unknown_templates = sorted(set(templates) - set(ACTIONS) - {"acknowledgement"})
+    unknown_templates = sorted(set(templates) - set(ACTIONS) - {"acknowledgement", *OPTIONAL_TEMPLATES})
     if missing_templates or unknown_templates:
         raise PolicyError(f"policy templates: missing {missing_templates}, unknown {unknown_templates}")
     parsed = {name: _template(name, entry) for name, entry in templates.items()}
@@ -133,7 +150,21 @@ def parse_policy(document: object, labels: list[str]) -> RoutingPolicy:
     if unknown_never:
         raise PolicyError(f"policy 'never_automate' names unknown intents: {unknown_never}")
     return RoutingPolicy(version, routes, {a: parsed[a] for a in ACTIONS}, parsed["acknowledgement"],
-                         frozenset(never))
+                         frozenset(never), _review_due_hours(document.get("review_due_hours")),
+                         parsed.get("correction"))
+
+
+def _review_due_hours(entry: object) -> dict[str, float]:
+    if entry is None:
+        return dict(DEFAULT_REVIEW_DUE_HOURS)
+    if not isinstance(entry, dict) or set(entry) != set(PRIORITIES):
+        raise PolicyError(f"policy 'review_due_hours' must give hours for exactly {list(PRIORITIES)}")
+    hours = {}
+    for priority, value in entry.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 24 * 30:
+            raise PolicyError(f"review_due_hours {priority}: {value!r} is not a number of hours in (0, 720]")
+        hours[priority] = float(value)
+    return hours
 
 
 def load_policy(path: Path | str | None = None, labels: list[str] | None = None) -> RoutingPolicy:

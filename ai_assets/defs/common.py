@@ -14,14 +14,17 @@ MODEL_GROUP = "model"
 ENRICHMENT_GROUP = "enrichment"
 ACTIONS_GROUP = "actions"
 MONITORING_GROUP = "monitoring"
+REVIEW_GROUP = "review"
 
 INGESTION_JOB = "ingestion_job"  # the whole daily pipeline: landing files to delivered actions
 MODEL_TRAINING_JOB = "model_training_job"
 LABEL_FEEDBACK_JOB = "label_feedback_job"  # a day's resolved cases in, its realised model quality out
+REVIEW_ACTIONS_JOB = "review_actions_job"  # reviewers' decisions applied through the action path
 
 # Referenced across areas by key, so no area imports another's asset objects.
 PRODUCTION_INTENT_MODEL = AssetKey("production_intent_model")
 ENRICHED_MESSAGES = AssetKey("enriched_messages")
+TRAINING_DATA = AssetKey("training_data")  # reviewed labels with provenance, for the next training
 # The monitoring assets the daily job materializes with the day (the label-driven ones run
 # when the resolved cases land, a day later: LABEL_FEEDBACK_JOB).
 DAILY_MONITORING_ASSETS = tuple(AssetKey(name) for name in (

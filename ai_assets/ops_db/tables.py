@@ -30,6 +30,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ai_assets.ops_db.types import JSON_DOC, Money, UtcDateTime, utcnow
 
+sql = text  # for classes with a `text` column, whose body shadows the name
+
 # Deterministic constraint names on every dialect: later migrations (and SQLite's batch
 # mode, which rebuilds tables) can only alter a constraint they can name.
 NAMING_CONVENTION = {
@@ -197,7 +199,41 @@ class OutboxKind(StrEnum):
 
 class ReviewStatus(StrEnum):
     OPEN = "open"
-    RESOLVED = "resolved"
+    DECIDED = "decided"      # a reviewer's decision is recorded; the review_actions run applies it
+    RESOLVED = "resolved"    # the decision was applied (or the item was closed by the pipeline)
+
+
+class ReviewQueue(StrEnum):
+    STANDARD = "standard"
+    SENIOR = "senior"        # items past their due time are raised here, once
+
+
+class ReviewerRole(StrEnum):
+    REVIEWER = "reviewer"    # decides items of the standard queue
+    SENIOR = "senior"        # also the senior queue and overrides of automatic actions
+    ADMIN = "admin"          # everything, and exports
+
+
+class DecisionKind(StrEnum):
+    APPROVE = "approve"                        # the model's intent is right: its policy action runs
+    CORRECT = "correct"                        # another intent: its policy action runs
+    OVERRIDE = "override"                      # an automatic action was wrong: a compensating action runs
+    REJECT_SPAM = "reject_spam"                # nothing is sent; no training row
+    REJECT_OUT_OF_SCOPE = "reject_out_of_scope"  # nothing is sent; a training row labelled out_of_scope
+
+
+class Compensation(StrEnum):
+    """What an override does about the automatic action it undoes."""
+    FOLLOWUP_EMAIL = "followup_email"  # the customer gets a correction e-mail
+    REOPEN_CASE = "reopen_case"        # the case is reopened (or kept open) under the corrected intent
+    REQUEUE = "requeue"                # the case moves to the corrected intent's queue and priority
+
+
+class DecisionStatus(StrEnum):
+    PENDING = "pending"      # recorded by the web app, not yet applied
+    APPLIED = "applied"      # its case change, outbox rows and audit rows are committed
+    CONFLICT = "conflict"    # the case changed after the reviewer read it: nothing applied, item reopened
+    FAILED = "failed"        # could not be applied (reason in `result`); nothing applied
 
 
 class Case(Base):
@@ -362,8 +398,106 @@ class ReviewItem(Base):
     resolved_at: Mapped[datetime | None]
     resolved_by: Mapped[str | None] = mapped_column(String(200))
     resolution: Mapped[dict[str, Any] | None]
+    # What the model said beyond its answer: the local model's best labels with calibrated
+    # scores, best first ([[intent, score], ...]); [] where no model answered.
+    suggestions: Mapped[list[Any]] = mapped_column(JSON_DOC, default=list, server_default=sql("'[]'"))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    # Due time from the routing policy's review times per priority; NULL only on rows written
+    # before it was recorded (read as created_at: already due).
+    due_at: Mapped[datetime | None]
+    review_queue: Mapped[str] = mapped_column(String(16), default=ReviewQueue.STANDARD.value,
+                                              server_default=ReviewQueue.STANDARD.value)
+    escalated_at: Mapped[datetime | None]
+    # Bumped by every change of the item (decided, reopened, escalated): a decision names the
+    # version its reviewer saw, so two reviewers cannot both decide one item.
+    version: Mapped[int] = mapped_column(default=1, server_default=sql("1"))
 
-    __table_args__ = (CheckConstraint(_in("status", ReviewStatus), name="status"),)
+    __table_args__ = (
+        CheckConstraint(_in("status", ReviewStatus), name="status"),
+        CheckConstraint(_in("review_queue", ReviewQueue), name="review_queue"),
+        Index("ix_review_items_queue_order", "status", "review_queue", "priority", "due_at"),
+    )
+
+
+class Reviewer(Base):
+    """A person who signs in to the review app. Only a memory-hard hash of the password is kept."""
+
+    __tablename__ = "reviewers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (CheckConstraint(_in("role", ReviewerRole), name="role"),)
+
+
+class LoginAttempt(Base):
+    """Sign-in attempts, for rate limiting by name and by client address across processes."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200))  # "name:<name>" or "ip:<address>"
+    succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_login_attempts_key_at", "key", "at"),)
+
+
+class ReviewDecision(Base):
+    """A reviewer's decision on a review item, or an override of an automatic action: who,
+    when, why, what the model had said — never overwritten. `status` follows it through the
+    run that applies it; a conflicted decision stays as history and the item is reopened."""
+
+    __tablename__ = "review_decisions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    review_item_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("review_items.id"))
+    action_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("actions.id"))  # an override's target
+    message_id: Mapped[str] = mapped_column(String(64), index=True)
+    customer_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)  # PII-masked, as validated: the training row's input
+    kind: Mapped[str] = mapped_column(String(24))
+    intent: Mapped[str | None] = mapped_column(String(100))  # the person's answer (None: spam)
+    compensation: Mapped[str | None] = mapped_column(String(24))
+    reason: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(String(200))
+    reviewer_role: Mapped[str] = mapped_column(String(16))
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+    item_version_seen: Mapped[int | None]
+    case_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("cases.id"))
+    case_version_seen: Mapped[int | None]
+    model_intent: Mapped[str] = mapped_column(String(100))
+    model_confidence: Mapped[float | None]
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    model_suggestions: Mapped[list[Any]] = mapped_column(JSON_DOC, default=list)
+    status: Mapped[str] = mapped_column(String(16), default=DecisionStatus.PENDING.value)
+    applied_at: Mapped[datetime | None]
+    applied_run_id: Mapped[str | None] = mapped_column(String(64))
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    __table_args__ = (
+        CheckConstraint(_in("kind", DecisionKind), name="kind"),
+        CheckConstraint(_in("status", DecisionStatus), name="status"),
+        CheckConstraint(f"compensation IS NULL OR {_in('compensation', Compensation)}", name="compensation"),
+        CheckConstraint(_in("reviewer_role", ReviewerRole), name="reviewer_role"),
+        CheckConstraint("(review_item_id IS NULL) <> (action_id IS NULL)", name="one_target"),
+        CheckConstraint("kind <> 'override' OR (action_id IS NOT NULL AND compensation IS NOT NULL "
+                        "AND reason IS NOT NULL AND length(trim(reason)) > 0)", name="override_has_reason"),
+        # One live decision per item and per overridden action: the second of two reviewers
+        # deciding at once is refused by the database too. Conflicted decisions are history.
+        Index("uq_review_decisions_one_per_item", "review_item_id", unique=True,
+              postgresql_where=sql("status <> 'conflict' AND review_item_id IS NOT NULL"),
+              sqlite_where=sql("status <> 'conflict' AND review_item_id IS NOT NULL")),
+        Index("uq_review_decisions_one_per_action", "action_id", unique=True,
+              postgresql_where=sql("status <> 'conflict' AND action_id IS NOT NULL"),
+              sqlite_where=sql("status <> 'conflict' AND action_id IS NOT NULL")),
+        Index("ix_review_decisions_status", "status", "id"),
+    )
 
 
 # --- Layer 4: alerts that a person receives once --------------------------------------

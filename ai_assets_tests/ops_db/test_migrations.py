@@ -18,7 +18,8 @@ from ai_assets.ops_db.migrate import check, downgrade, render_item
 from ai_assets.ops_db.types import JSON_DOC, Money, UtcDateTime
 
 TABLES = {"model_versions", "model_events", "llm_cache", "llm_usage", "cases", "case_history", "actions",
-          "outbox", "deliveries", "audit_log", "review_items", "alerts"}
+          "outbox", "deliveries", "audit_log", "review_items", "alerts",
+          "reviewers", "login_attempts", "review_decisions"}
 
 
 def _tables(engine) -> set[str]:
