@@ -58,6 +58,7 @@ ENRICHED_COLUMNS: dict[str, str] = {
     "local_model_version": "string (registry version used, or none)",
     "prompt_version": "string",
     "policy_version": "string (routing policy)",
+    "suggestions": "string (JSON [[intent, score], ...]: the local model's 5 best labels, calibrated, best first)",
 }
 
 # Columns of triage_decisions, in order: one row per enriched message.
@@ -82,6 +83,7 @@ TRIAGE_COLUMNS: dict[str, str] = {
     "cost_usd": "float",
     "latency_ms": "float",
     "cache_hit": "bool",
+    "suggestions": "string (JSON [[intent, score], ...], as enriched: offered to reviewers)",
 }
 
 # Columns of case_actions, in order: one row per triaged message.

@@ -107,5 +107,7 @@ def triage_frame(enriched: pd.DataFrame, policy: RoutingPolicy) -> pd.DataFrame:
             "tier": row.tier, "answered_by": row.answered_by, "input_tokens": int(row.input_tokens),
             "output_tokens": int(row.output_tokens), "cost_usd": float(row.cost_usd),
             "latency_ms": float(row.latency_ms), "cache_hit": bool(row.cache_hit),
+            # Partitions enriched before suggestions were recorded have none.
+            "suggestions": getattr(row, "suggestions", "[]"),
         })
     return pd.DataFrame.from_records(rows, columns=list(TRIAGE_COLUMNS))

@@ -74,7 +74,8 @@ class ModelCascade:
             return [None] * len(texts), f"local: {type(exc).__name__}"
         per_message_ms = (self.clock() - started) * 1000 / max(1, len(texts))
         return [TierAnswer(p.intent, float(p.confidence), template_summary(p.intent), LOCAL,
-                           self.local.version, latency_ms=per_message_ms) for p in predictions], None
+                           self.local.version, latency_ms=per_message_ms,
+                           suggestions=tuple(getattr(p, "top_k", ()))) for p in predictions], None
 
     def _escalate(self, text: str, local: TierAnswer | None, reasons: list[str],
                   budget: Budget, deadline: Deadline, tiers: list[ClaudeTier]) -> Enrichment:

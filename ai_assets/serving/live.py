@@ -4,6 +4,7 @@ evaluation measures exactly what production does."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,8 +22,18 @@ from ai_assets.serving.intent.automation import NEEDS_HUMAN, AutomationPolicy, i
 from ai_assets.serving.intent.intent_model import INTENT_MODEL, IntentModel
 from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE
 from ai_assets.serving.intent.text_encoders import encoder_named
+from ai_assets.serving.outcomes import TierAnswer
 from ai_assets.serving.resilience.budget import Budget
 from ai_assets.serving.resilience.deadline import Deadline
+
+# Labels offered to a reviewer per message (keys 1-5 in the review app pick them).
+SUGGESTIONS = 5
+
+
+def suggestions_json(answer: TierAnswer | None) -> str:
+    """The `suggestions` column: `[[intent, score], ...]` of the local model, best first."""
+    pairs = answer.suggestions if answer is not None else ()
+    return json.dumps([[intent, round(float(score), 6)] for intent, score in pairs])
 
 
 class ArtifactError(RuntimeError):
@@ -39,7 +50,7 @@ class ProductionModel:
         return self.record.label
 
     def predict(self, texts: Sequence[str]):
-        return self.model.predict(texts, top_k=1)
+        return self.model.predict(texts, top_k=SUGGESTIONS)
 
 
 @lru_cache(maxsize=4)
@@ -126,6 +137,7 @@ class LiveServing:
                 "local_model_version": self.local_version,
                 "prompt_version": self.prompt_version,
                 "policy_version": self.policy.version,
+                "suggestions": suggestions_json(e.local),
             })
         return records
 

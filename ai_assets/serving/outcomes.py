@@ -19,6 +19,8 @@ class TierAnswer:
     cost_usd: Decimal = Decimal(0)
     cache_hit: bool = False
     batch: bool = False
+    # The local model's best labels with calibrated scores, best first (other tiers: none).
+    suggestions: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass

@@ -12,7 +12,7 @@ from ai_assets.actions.delivery import OutboxStore
 from ai_assets.actions.routing_policy import load_policy
 from ai_assets.defs.actions.checks import EVERY_DECISION_ACTED_ONCE, NO_DEAD_LETTERS
 from ai_assets.ops_db import OpsDb
-from ai_assets.ops_db.tables import Action, Case, OutboxMessage
+from ai_assets.ops_db.tables import Action, Case, OutboxMessage, ReviewItem
 from ai_assets.schemas import ACTION_COLUMNS, TRIAGE_COLUMNS
 from ai_assets_tests.defs.test_ingestion_assets import checks_by_name, latest_metadata, output
 from ai_assets_tests.doubles import SmtpReceiver, WebhookReceiver
@@ -54,6 +54,20 @@ def test_the_daily_job_decides_acts_and_delivers_every_message_once(workspace, i
     assert delivered["delivered"] == 2 * meta["acted"] and delivered["pending"] == delivered["dead"] == 0
     assert len(list((workspace.outbox / "mail").glob("*.eml"))) == meta["acted"]
     assert len(list((workspace.outbox / "events").glob("*.json"))) == meta["acted"]
+    # Every message sent to a person carries what the model offered and when it is due.
+    policy = load_policy()
+    with OpsDb.open(workspace.ops_db_url) as db, db.sessions.read() as s:
+        items = list(s.query(ReviewItem))
+    assert len(items) == meta["review"]
+    local = [i for i in items if i.suggestions]
+    assert len(local) >= 0.9 * len(items)  # all but the messages no local answer reached
+    for item in local:
+        scores = [score for _, score in item.suggestions]
+        assert len(item.suggestions) == 5 and scores == sorted(scores, reverse=True) and 0 <= scores[-1]
+        assert item.model_version is not None
+    for item in items:
+        assert item.due_at == item.created_at + policy.review_due_after(item.priority)
+        assert item.review_queue == "standard" and item.status == "open"
 
 
 def test_rerunning_the_partition_acts_on_nothing_twice(workspace, instance, smoke_model):
