@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from ai_assets.data.datasets import LabelledText, split_banking77
+from ai_assets.files import write_atomically
 from ai_assets.schemas import CHANNELS, MAX_TEXT_CHARS
 
 # Monday..Sunday volume relative to a Monday: support inboxes are quieter at weekends.
@@ -273,8 +274,5 @@ def write_day(
                     ledger.to_json().encode() + b"\n"))
     for path, data in targets:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        written.append(path)
+        written.append(write_atomically(path, data, durable=False))
     return written

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ai_assets"
 # Lowest first. Shared plain modules at the bottom, then the layers in pipeline order, then
 # the Dagster wiring and the command line on top.
 RANKS = {
-    "config": 0, "schemas": 0, "data": 0,
+    "config": 0, "schemas": 0, "data": 0, "files": 0,
     "ingestion": 1, "simulator": 1,
     "ops_db": 2,
     "serving": 3,

@@ -9,11 +9,10 @@ rebuilt only when missing or of another format: a deterministic cache, not state
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 from ai_assets.data.datasets import split_banking77
+from ai_assets.files import write_atomically
 from ai_assets.monitoring.drift import DriftReference, DriftSample
 from ai_assets.serving.intent.intent_model import IntentModel
 
@@ -50,9 +49,7 @@ def _stored_or_built(path: Path, model_label: str, load_model) -> DriftReference
         except ValueError:  # another format version or a damaged file: rebuild it
             pass
     reference = training_reference(load_model(), model_label)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(reference.to_bytes())
-    os.replace(tmp, path)
+    write_atomically(path, reference.to_bytes(), durable=False)  # a cache: rebuilt when lost
     return reference
 
 

@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import html
 import math
-import os
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+
+from ai_assets.files import write_atomically
 
 CONTENT_SECURITY_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                            "base-uri 'none'; form-action 'none'")
@@ -489,17 +489,4 @@ def write_report(report: Report, out_dir: Path | str) -> Path:
     half a report; the file's mode follows the umask like any other file the user writes."""
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / "index.html"
-    tmp = directory / f".index.html.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    data = render_html(report).encode("utf-8")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomically(directory / "index.html", render_html(report).encode("utf-8"))

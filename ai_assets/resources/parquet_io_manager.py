@@ -10,11 +10,12 @@ Without that flag every partition must exist and the frames are concatenated.
 """
 
 
-import uuid
 from pathlib import Path
 
 import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, OutputContext
+
+from ai_assets.files import replacing
 
 PARTITION_WINDOW = "ai_assets/partition_window"
 
@@ -29,11 +30,10 @@ class ParquetIOManager(ConfigurableIOManager):
         partition = context.asset_partition_key if context.has_asset_partitions else None
         path = self._path(context.asset_key.path, partition)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # A name of its own per write: two runs of the same partition (sensor and schedule,
-        # a re-execution during a backfill) must not write into each other's temporary file.
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        obj.to_parquet(tmp, index=False)
-        tmp.replace(path)
+        # Two runs of the same partition (sensor and schedule, a re-execution during a
+        # backfill) each write a temporary file of their own; the last rename wins.
+        with replacing(path) as tmp:
+            obj.to_parquet(tmp, index=False)
         context.add_output_metadata({"path": str(path)})
 
     def load_input(self, context: InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:

@@ -22,7 +22,6 @@ import os
 import re
 import smtplib
 import ssl
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
+from ai_assets.files import write_atomically
 from ai_assets.ingestion.identifiers import ID_PATTERN
 from ai_assets.ops_db.outbox import OutboxRow
 from ai_assets.serving.resilience.retry_policy import parse_retry_after
@@ -323,24 +323,6 @@ class WebhookPoster:
             raise self._failed(f"webhook {type(exc).__name__}: {_reply(str(exc))}", retryable=True) from None
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path` then rename over it: a reader (or a crash)
-    sees the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 class FileMailSink:
     """Writes each e-mail row to `<directory>/<idempotency_key>.eml` (the demo's mail server):
     a re-send overwrites the same file with the same bytes. Refuses the rows an SmtpMailer
@@ -359,7 +341,7 @@ class FileMailSink:
         data = build_email(row, self.sender, self.recipient_domain).as_bytes()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.path_for(row.idempotency_key), data)
+            write_atomically(self.path_for(row.idempotency_key), data, mode=0o600)
         except OSError as exc:
             raise DeliveryFailed(f"mail sink {type(exc).__name__}: {exc.strerror or exc}", retryable=True) from None
 
@@ -380,7 +362,7 @@ class FileEventSink:
         data = (json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.path_for(key), data)
+            write_atomically(self.path_for(key), data, mode=0o600)
         except OSError as exc:
             raise DeliveryFailed(f"event sink {type(exc).__name__}: {exc.strerror or exc}", retryable=True) from None
 
