@@ -56,7 +56,7 @@ from ai_assets.ingestion.landing_files import (
     scan_day,
 )
 from ai_assets.ingestion.parsing import parse_lines, safe_field_name
-from ai_assets.ingestion.validation import _parse_timestamp, _quarantine_row
+from ai_assets.ingestion.validation import parse_timestamp, quarantine_row
 from ai_assets.schemas import QUARANTINE_COLUMNS
 
 LABEL_FIELDS = ("message_id", "category", "resolved_at")
@@ -215,7 +215,7 @@ def _field_reasons(record: dict, day: date | None,
         reasons.append(INVALID_MESSAGE_ID)
     if isinstance(category, str) and category not in categories:
         reasons.append(UNKNOWN_CATEGORY)
-    timestamp = _parse_timestamp(resolved_at) if isinstance(resolved_at, str) else None
+    timestamp = parse_timestamp(resolved_at) if isinstance(resolved_at, str) else None
     if isinstance(resolved_at, str):
         if timestamp is None:  # not ISO-8601, or no offset (a guessed zone would shift days)
             reasons.append(INVALID_TIMESTAMP)
@@ -245,13 +245,13 @@ def validate_resolved(files: Mapping[str, bytes], day: date | None = None,
             lines.append((row.source_file, row.line))
             if record is None:
                 reason = row.parse_error or "invalid_json"
-                quarantine.append(_quarantine_row(row, "parse", reason))
+                quarantine.append(quarantine_row(row, "parse", reason))
                 reasons[reason] += 1
                 continue
             extra.update(safe_field_name(k) for k in record if k not in LABEL_FIELDS)
             problems, timestamp = _field_reasons(record, day, categories)
             if problems:
-                quarantine.append(_quarantine_row(row, "validate", "; ".join(problems), record.get("message_id")))
+                quarantine.append(quarantine_row(row, "validate", "; ".join(problems), record.get("message_id")))
                 reasons.update(problems)
                 continue
             candidates.append({"message_id": record["message_id"], "category": record["category"],

@@ -73,7 +73,8 @@ def run_suite(frame: pd.DataFrame, suite: gx.ExpectationSuite):
     )
 
 
-def _parse_timestamp(value: object) -> pd.Timestamp | None:
+def parse_timestamp(value: object) -> pd.Timestamp | None:
+    """An ISO-8601 time with an offset, in UTC; None for anything else (no guessed zone)."""
     if not isinstance(value, str):
         return None
     try:
@@ -102,7 +103,7 @@ class ValidationOutcome:
     pii_masked: Counter[str]
 
 
-def _quarantine_row(row, stage: str, reason: str, message_id: object = None) -> dict:
+def quarantine_row(row, stage: str, reason: str, message_id: object = None) -> dict:
     """A quarantine record; `row` is anything with source_file, line and raw."""
     # Only an id the contract would accept is kept: a rejected one may be 100,000 characters,
     # carry a line break or be a card number (the excerpt shows it masked).
@@ -119,11 +120,11 @@ def validate_partition(raw: pd.DataFrame, day: date, max_text_chars: int = MAX_T
     rows: list[dict] = []
     for row in raw.itertuples(index=False):
         if isinstance(row.parse_error, str):
-            quarantine.append(_quarantine_row(row, "parse", row.parse_error))
+            quarantine.append(quarantine_row(row, "parse", row.parse_error))
             continue
         record, error = decode_record(row.raw)
         if record is None:  # marked parsed upstream but does not decode (a hand-edited partition)
-            quarantine.append(_quarantine_row(row, "parse", error or "invalid_json"))
+            quarantine.append(quarantine_row(row, "parse", error or "invalid_json"))
             continue
         identity = record_identity(record)
         if identity in seen:  # the same record delivered again: drop, count, report
@@ -138,7 +139,7 @@ def validate_partition(raw: pd.DataFrame, day: date, max_text_chars: int = MAX_T
             "pii_in_ids": ids_pii_label(record.get("message_id"), record.get("customer_id")),
             "channel": record.get("channel"),
             "received_at": record.get("received_at"),
-            "received_at_utc": _parse_timestamp(record.get("received_at")),
+            "received_at_utc": parse_timestamp(record.get("received_at")),
             "text": text,
             "text_normalised": normalise_text(text) if isinstance(text, str) else None,
             "source_file": row.source_file,
@@ -173,7 +174,7 @@ def validate_partition(raw: pd.DataFrame, day: date, max_text_chars: int = MAX_T
 
     for index in sorted(failures):
         row = frame.iloc[index]
-        quarantine.append(_quarantine_row(row, "validate", "; ".join(failures[index]), row.message_id))
+        quarantine.append(quarantine_row(row, "validate", "; ".join(failures[index]), row.message_id))
 
     good = frame[~frame[ROW].isin(list(failures))]
     pii_total: Counter[str] = Counter()
