@@ -169,17 +169,19 @@ class DriftReference:
 
     @classmethod
     def build(cls, inputs: DriftSample, outputs: DriftSample | None = None, *, max_texts: int = MAX_TEXTS,
-              seed: int = 0, label: str = "") -> DriftReference:
+              seed: int = 0, label: str = "", text_features: bool = True) -> DriftReference:
         """inputs: the reference messages (training + validation texts, or the trailing window),
         subsampled to `max_texts` (seeded); outputs: the answers to compare outputs with (default:
-        the outputs carried by `inputs`, as in a trailing window of enriched messages)."""
+        the outputs carried by `inputs`, as in a trailing window of enriched messages).
+        `text_features=False`: a reference for outputs only, without the novelty index and its
+        leave-one-out scores (seconds per day on a trailing window that never uses them)."""
         sample = inputs.subsample(max_texts, seed)
-        index = features.NoveltyIndex(sample.texts)
+        index = features.NoveltyIndex(sample.texts) if text_features else None
         out = outputs if outputs is not None else inputs
         has = out.intents is not None
         reference = cls(
             texts=sample.texts,
-            novelty_loo=tuple(float(v) for v in index.reference_scores_leave_one_out()),
+            novelty_loo=tuple(float(v) for v in index.reference_scores_leave_one_out()) if index else (),
             channel_counts=None if sample.channels is None else _counts(sample.channels),
             intent_counts=_counts(out.intents) if has else None,
             confidences=None if out.confidences is None else tuple(c for c in out.confidences if c is not None),
@@ -188,7 +190,8 @@ class DriftReference:
             out_of_scope=(sum(i in OUT_OF_SCOPE_LABELS for i in out.intents), len(out.intents)) if has else None,
             label=label,
         )
-        reference.__dict__["index"] = index  # the cached_property's slot: no second fit in this process
+        if index is not None:
+            reference.__dict__["index"] = index  # the cached_property's slot: no second fit in this process
         return reference
 
     def to_bytes(self) -> bytes:
@@ -296,6 +299,8 @@ def compare(reference: DriftReference, current: DriftSample, *, kind: Kind,
     if kind not in ("inputs", "outputs"):
         raise ValueError(f"kind must be 'inputs' or 'outputs', got {kind!r}")
     n_ref = len(reference.texts) if kind == "inputs" else (reference.out_of_scope or (0, 0))[1]
+    if kind == "inputs" and reference.texts and not reference.novelty_loo:
+        raise ValueError("this reference was built without text features (text_features=False): outputs only")
     if kind == "outputs" and reference.intent_counts is None:
         raise ValueError("this reference carries no outputs: build it with outputs=")
     if kind == "outputs" and current.intents is None:

@@ -154,6 +154,14 @@ def test_clean_outputs_pass_against_training_and_trailing_window(split, referenc
     assert {f.name for f in result.features} == {"intent_distribution", "out_of_scope_rate", "tier_mix",
                                                  "automated_share"}
     assert compare(window, today, kind="inputs").status == "ok"
+    # The prediction-drift asset's trailing reference skips the novelty index it never uses: the
+    # same output verdict, and an input comparison is refused rather than judged without it.
+    outputs_only = DriftReference.build(
+        DriftSample.concat([DriftSample.from_frame(frame(s)) for s in (62, 63, 64)]), label="trailing 3 days",
+        text_features=False)
+    assert outputs_only.novelty_loo == () and compare(outputs_only, today, kind="outputs") == result
+    with pytest.raises(ValueError, match="without text features"):
+        compare(outputs_only, today, kind="inputs")
 
 
 def test_outputs_need_output_columns(split, reference):

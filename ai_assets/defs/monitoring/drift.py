@@ -112,7 +112,8 @@ def _drift_asset(name: str, kind: str, training_check: str, trailing_check: str,
         if reference is None:
             context.log.warning("no production model: nothing to compare the day with but its trailing days")
         vs_training = compare(reference, current, kind=kind) if reference else None
-        vs_trailing = compare(DriftReference.build(trailing, label=f"{len(trailing_days)} trailing days"), current,
+        vs_trailing = compare(DriftReference.build(trailing, label=f"{len(trailing_days)} trailing days",
+                                                   text_features=kind == "inputs"), current,
                               kind=kind) if trailing is not None else None
         metadata = {"messages": len(day), "trailing_days": MetadataValue.json(trailing_days)}
         if vs_training:
