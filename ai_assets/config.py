@@ -29,13 +29,14 @@ them as `EnvVar` references, never in stored run configuration.
 | AI_ASSETS_ACCURACY_MARGIN | 0.05 | realised accuracy may sit this far below the validation figure |
 | AI_ASSETS_ESTIMATE_GAP_MARGIN | 0.05 | largest tolerated gap between estimated and realised accuracy |
 | AI_ASSETS_MINUTES_PER_CASE | 6 | agent minutes one automated message saves (business metrics) |
-| AI_ASSETS_REVIEW_SECRET_KEY | unset | signs the review app's session cookies (secret; unset: a random key per process, sessions end at restart) |
+| AI_ASSETS_REVIEW_URL | http://127.0.0.1:8787 | the review app as people reach it (its public URL behind a proxy) |
+| AI_ASSETS_REVIEW_SECRET_KEY | unset | signs review-app session cookies (secret; unset: random per process) |
 | AI_ASSETS_REVIEW_SESSION_MAX_AGE_S | 28800 | a review-app session expires this long after sign-in |
 | AI_ASSETS_REVIEW_SECURE_COOKIES | false | mark the session cookie Secure (set it behind a TLS-terminating proxy) |
-| AI_ASSETS_REVIEW_ALLOWED_ORIGINS | unset | extra origins (comma-separated) a form may be posted from, e.g. the proxy's https://review.example |
+| AI_ASSETS_REVIEW_ALLOWED_ORIGINS | unset | further origins forms may come from (comma-separated: the proxy's) |
 | AI_ASSETS_RETRAIN_MIN_NEW_LABELS | 200 | reviewed labels not yet trained on that start a retraining |
 | AI_ASSETS_SHADOW_DAYS | 7 | recent days of traffic a candidate answers beside production before promotion |
-| AI_ASSETS_NEVER_AUTOMATED_MARGIN | 0.05 | a candidate worse than production on a never-automated intent by more than this is refused |
+| AI_ASSETS_NEVER_AUTOMATED_MARGIN | 0.05 | how much worse on a never-automated intent a candidate may be |
 | DAGSTER_HOME | unset | the Dagster instance the CLI runs against |
 | USER / LOGNAME | cli | who the CLI records as actor in the audit trail |
 """
@@ -96,6 +97,7 @@ class Settings:
     accuracy_margin: float
     estimate_gap_margin: float
     minutes_per_case: float
+    review_url: str
     review_session_max_age_s: int
     review_secure_cookies: bool
     review_allowed_origins: tuple[str, ...]
@@ -145,6 +147,7 @@ class Settings:
             accuracy_margin=float(env.get("AI_ASSETS_ACCURACY_MARGIN", "0.05")),
             estimate_gap_margin=float(env.get("AI_ASSETS_ESTIMATE_GAP_MARGIN", "0.05")),
             minutes_per_case=float(env.get("AI_ASSETS_MINUTES_PER_CASE", "6")),
+            review_url=(env.get("AI_ASSETS_REVIEW_URL") or "http://127.0.0.1:8787").rstrip("/"),
             review_session_max_age_s=int(env.get("AI_ASSETS_REVIEW_SESSION_MAX_AGE_S", "28800")),
             review_secure_cookies=env.get("AI_ASSETS_REVIEW_SECURE_COOKIES", "false").lower() in _TRUE,
             review_allowed_origins=tuple(o.strip().rstrip("/") for o in

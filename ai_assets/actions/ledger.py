@@ -41,8 +41,10 @@ from ai_assets.ops_db.tables import (
     Case,
     CaseHistory,
     CaseStatus,
+    DecisionStatus,
     OutboxKind,
     OutboxMessage,
+    ReviewDecision,
     ReviewItem,
 )
 from ai_assets.ops_db.types import utcnow
@@ -355,7 +357,9 @@ def action_tally(db: OpsDb | Sessions, message_ids: list[str], policy_version: s
     Duplicated: more than one ledger row, customer e-mail or review item per message, or more
     case changes than acted rows. Half-done: an acted row without its case change, e-mail,
     event or audit row; a review/conflict row without its review item; a case change or
-    outbox row of a message the ledger never acted on."""
+    outbox row of a message the ledger never acted on. What a reviewer's applied decision wrote
+    later (its case change, e-mail and event, named in the decision's `result` by
+    ai_assets/review/apply.py) is the review's work, not the ledger's, and is not counted."""
     sessions = db if isinstance(db, Sessions) else db.sessions
     ledger, acted, history, emails, events, audited, reviews, outboxed = [], Counter(), Counter(), Counter(), \
         set(), set(), Counter(), set()
@@ -368,23 +372,31 @@ def action_tally(db: OpsDb | Sessions, message_ids: list[str], policy_version: s
             def per_message(column, *where):
                 return Counter(dict(s.execute(select(column, func.count()).where(*where).group_by(column)).all()))
 
+            reviewed = [r or {} for r in s.scalars(select(ReviewDecision.result).where(
+                ReviewDecision.message_id.in_(chunk), ReviewDecision.status == DecisionStatus.APPLIED.value))]
+            review_versions = {(r.get("case_id"), r.get("case_version")) for r in reviewed}
+            not_review = OutboxMessage.idempotency_key.not_in(
+                sorted({key for r in reviewed for key in r.get("outbox_keys", ())}))
             ledger += s.execute(select(Action.message_id, Action.outcome, Action.idempotency_key,
                                        Action.content_hash).where(
                 Action.message_id.in_(chunk), Action.policy_version == policy_version)).all()
             acted += per_message(Action.message_id, Action.message_id.in_(chunk),
                                  Action.outcome == ActionOutcome.ACTED.value)
-            history += per_message(CaseHistory.message_id, CaseHistory.message_id.in_(chunk))
+            history += Counter(m for m, case_id, version in s.execute(
+                select(CaseHistory.message_id, CaseHistory.case_id, CaseHistory.version)
+                .where(CaseHistory.message_id.in_(chunk))) if (case_id, version) not in review_versions)
             emails += per_message(OutboxMessage.message_id, OutboxMessage.message_id.in_(chunk),
-                                  OutboxMessage.kind == OutboxKind.EMAIL.value)
+                                  OutboxMessage.kind == OutboxKind.EMAIL.value, not_review)
             events |= set(s.scalars(select(Action.idempotency_key)
                                     .join(OutboxMessage, OutboxMessage.action_id == Action.id)
                                     .where(Action.message_id.in_(chunk), Action.policy_version == policy_version,
-                                           OutboxMessage.kind == OutboxKind.WEBHOOK.value)))
+                                           OutboxMessage.kind == OutboxKind.WEBHOOK.value, not_review)))
             audited |= set(s.scalars(select(AuditEntry.message_id).where(
                 AuditEntry.message_id.in_(chunk), AuditEntry.event == AuditEvent.ACTION,
                 AuditEntry.policy_version == policy_version)))
             reviews += per_message(ReviewItem.idempotency_key, ReviewItem.message_id.in_(chunk))
-            outboxed |= set(s.scalars(select(OutboxMessage.message_id).where(OutboxMessage.message_id.in_(chunk))))
+            outboxed |= set(s.scalars(select(OutboxMessage.message_id).where(OutboxMessage.message_id.in_(chunk),
+                                                                              not_review)))
             id_conflicts |= set(s.scalars(select(ReviewItem.idempotency_key).where(
                 ReviewItem.message_id.in_(chunk), ReviewItem.reason.startswith(ID_REUSED_REASON))))
     per_ledger = Counter(m for m, _, _, _ in ledger)

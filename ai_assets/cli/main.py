@@ -518,11 +518,13 @@ def _register_action_commands() -> None:
     from ai_assets.cli.actions import audit, outbox
     from ai_assets.cli.alerts import alerts
     from ai_assets.cli.report import report
+    from ai_assets.cli.review import review
 
     main.add_command(audit)
     main.add_command(outbox)
     main.add_command(alerts)
     main.add_command(report)
+    main.add_command(review)
 
 
 _register_action_commands()

@@ -13,6 +13,7 @@ Condition keys (`source`, `condition`, `window`), one alert per key:
 |---|---|---|---|
 | `asset_check` | `<asset>:<check>` | the partition, else the UTC day | `asset_check_alert` |
 | `run_failure` | `<job>` | the partition, else the UTC day | `run_failure_alert` |
+| `review_overdue` | `review_item:<id>` | `<id>` | `ai_assets.review.escalation.review_overdue_alert` |
 
 Budget crossings, dead letters, drift, accuracy drops and freshness have no source of their own:
 they arrive as failed asset checks (`cost_report:within_llm_budget`,
@@ -82,6 +83,7 @@ class Source(StrEnum):
 
     ASSET_CHECK = "asset_check"
     RUN_FAILURE = "run_failure"
+    REVIEW_OVERDUE = "review_overdue"  # a review item past its due time (ai_assets.review.escalation)
 
 
 class AlertStatus(StrEnum):

@@ -73,6 +73,7 @@ def monitoring_settings_from_env() -> MonitoringSettings:
         monthly_budget_usd=settings.llm_monthly_budget_usd,
         minutes_per_case=settings.minutes_per_case,
         ui_url=settings.ui_url,
+        review_url=settings.review_url,
     )
 
 

@@ -14,3 +14,4 @@ class MonitoringSettings(ConfigurableResource):
     monthly_budget_usd: float = 400.0
     minutes_per_case: float = 6.0
     ui_url: str = "http://127.0.0.1:3000"
+    review_url: str = "http://127.0.0.1:8787"  # the review app, for links in overdue-item alerts

@@ -157,8 +157,10 @@ def test_condition_keys_are_stable_per_source():
                               description="last updated 30.0 h ago (limit 26.0 h)", partition=None, now=NOW,
                               figure=30, threshold=26)
     assert fresh.key == ("asset_check", "raw_messages:freshness_check", "2025-03-03") and fresh.higher_is_worse
-    assert {s.value for s in Source} == {"asset_check", "run_failure"}
-    assert {a.source for a in (check, run, warn, stop, dead, drift, acc, fresh)} == {s.value for s in Source}
+    assert {s.value for s in Source} == {"asset_check", "run_failure", "review_overdue"}
+    # Layer 5's overdue review items are raised by the escalation (ai_assets_tests/review/test_escalation.py).
+    assert {a.source for a in (check, run, warn, stop, dead, drift, acc, fresh)} == \
+        {s.value for s in Source} - {"review_overdue"}
 
 
 def test_alerts_validate_their_parts():

@@ -3,4 +3,8 @@ to the senior queue, and retraining once enough reviewed labels have arrived."""
 
 from dagster import Definitions
 
-defs = Definitions()
+from ai_assets.defs.review.decisions import review_actions, review_actions_job, review_decisions_sensor
+from ai_assets.defs.review.escalation import review_escalation_sensor
+
+defs = Definitions(assets=[review_actions], jobs=[review_actions_job],
+                   sensors=[review_decisions_sensor, review_escalation_sensor])
