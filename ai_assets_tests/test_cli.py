@@ -192,6 +192,10 @@ def test_demo_then_status_json(cli, smoke_model):
     acted = [int(n) for n in re.findall(r"acted (\d+), review \d+, conflict 0, already done 0; "
                                         r"outbox delivered \d+, pending 0, dead 0", demo.stdout)]
     assert len(acted) == 3 and sum(acted) > 0
+    # What the demo sent to people is the review queue it points a reviewer to.
+    reviews = sum(int(n) for n in re.findall(r"acted \d+, review (\d+), conflict", demo.stdout))
+    assert re.search(rf"Review queue: {reviews} open item\(s\) \(P\d", demo.stdout), demo.stdout[-2000:]
+    assert "ai-assets review add-user NAME --role admin" in demo.stdout
     assert len(list((cli.data / "outbox" / "mail").glob("*.eml"))) == sum(acted)
 
     everything = cli.status()

@@ -208,6 +208,7 @@ def demo(days: int, per_day: int) -> None:
         run_partitions,
         run_unpartitioned_checks,
     )
+    from ai_assets.cli.review import queue_summary
     from ai_assets.resources import action_settings_from_env
 
     instance, defs = _instance(), _defs()
@@ -241,6 +242,7 @@ def demo(days: int, per_day: int) -> None:
     click.echo(f"Alerts: {alert_tick}; `ai-assets alerts` lists them.")
     report_path = _write_report(instance, days)
     click.echo(f"Monitoring report (static HTML, offline): {report_path}")
+    click.echo(queue_summary())
     settings = action_settings_from_env(in_dagster=False)
     events = "the webhook in AI_ASSETS_WEBHOOK_URL" if settings.webhook_url else Path(settings.outbox_dir) / "events"
     click.echo(f"Customer e-mail went to {settings.smtp_host or Path(settings.outbox_dir) / 'mail'}; case events to "

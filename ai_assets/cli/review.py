@@ -98,6 +98,20 @@ def serve(host: str, port: int, proxy_headers: bool, forwarded_allow_ips: str) -
     _serve(host, port, proxy_headers, forwarded_allow_ips)
 
 
+def queue_summary() -> str:
+    """One line for `make demo`: what waits for people, and how to sign in to clear it."""
+    from ai_assets.ops_db.tables import ReviewQueue
+    from ai_assets.review.queue import QueueFilter, counts
+
+    with _db() as db:
+        open_items = counts(db.sessions, QueueFilter(visible=(ReviewQueue.STANDARD.value, ReviewQueue.SENIOR.value)))
+    per_priority = ", ".join(f"{p} {n}" for p, n in sorted(open_items.priority.items()))
+    return (f"Review queue: {open_items.total} open item(s) ({per_priority or 'none'}; "
+            f"{open_items.overdue} overdue). Reviewers: `ai-assets review add-user NAME --role admin`, then "
+            f"`ai-assets review` and sign in at http://{DEFAULT_HOST}:{DEFAULT_PORT}; `ai-assets review apply` "
+            "applies the decisions (the sensor does under `make ui`).")
+
+
 def _accounts(db):
     from ai_assets.review.accounts import ReviewerAccounts
 
@@ -191,3 +205,23 @@ def export(fmt: str, out: Path) -> None:
         except (OSError, ValueError) as exc:
             raise click.ClickException(f"{out}: {exc}") from None
     click.echo(f"{written} row(s) written to {out}")
+
+
+@review.command("apply")
+def apply() -> None:
+    """Apply the recorded decisions now: one run of review_actions_job, as the
+    review_decisions_sensor starts under `dagster dev` (use this without the daemon)."""
+    from dagster import DagsterEventType
+
+    from ai_assets.cli.main import _defs, _instance
+    from ai_assets.cli.pipeline_runs import run_job
+    from ai_assets.defs.common import REVIEW_ACTIONS_JOB
+
+    instance = _instance()
+    outcome = run_job(_defs(), instance, REVIEW_ACTIONS_JOB)
+    if not outcome.success:
+        raise click.ClickException(f"{REVIEW_ACTIONS_JOB} failed (run {outcome.run_id}; see it in the UI: make ui)")
+    [record] = instance.get_records_for_run(outcome.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+    meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    click.echo(f"{REVIEW_ACTIONS_JOB} run {outcome.run_id}: {meta['pending_in']} decision(s) taken, "
+               f"{meta['applied']} applied, {meta['conflicts']} conflict(s) (items reopened), {meta['failed']} failed")

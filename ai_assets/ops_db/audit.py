@@ -29,6 +29,11 @@ class AuditEvent:
     DELIVERY = "delivery"
     DEAD_LETTER = "dead_letter"
     REQUEUE = "requeue"
+    # Layer 5: people deciding (ai_assets/review)
+    REVIEW_DECISION = "review_decision"  # a reviewer's decision recorded by the review app
+    REVIEW_APPLIED = "review_applied"    # ... carried out by review_actions_job
+    REVIEW_FAILED = "review_failed"      # ... that could not be carried out as recorded
+    ESCALATED = "escalated"              # an overdue item raised to the senior queue
 
 
 @dataclass(frozen=True)

@@ -102,8 +102,8 @@ if TYPE_CHECKING:
 
 # Audit events of this module (the audit log's event column is free text; AuditEvent has the
 # pipeline's). `conflict` and `action` are the pipeline's own, used with the same meaning.
-REVIEW_APPLIED = "review_applied"
-REVIEW_FAILED = "review_failed"
+REVIEW_APPLIED = AuditEvent.REVIEW_APPLIED
+REVIEW_FAILED = AuditEvent.REVIEW_FAILED
 TAKEN = "taken"  # not a decision status: found settled by a concurrent run when this one got to it
 OUTCOMES = (DecisionStatus.APPLIED.value, DecisionStatus.CONFLICT.value, DecisionStatus.FAILED.value, TAKEN)
 

@@ -42,7 +42,7 @@ from ai_assets.ops_db.types import utcnow
 from ai_assets.review.queue import labels, parse_suggestions
 from ai_assets.serving.llm.prompt import OUT_OF_SCOPE
 
-REVIEW_DECISION_EVENT = "review_decision"  # the audit event of a recorded decision
+REVIEW_DECISION_EVENT = AuditEvent.REVIEW_DECISION  # the audit event of a recorded decision
 MAX_REASON_CHARS = 2000
 ITEM_KINDS = frozenset({DecisionKind.APPROVE.value, DecisionKind.CORRECT.value, DecisionKind.REJECT_SPAM.value,
                         DecisionKind.REJECT_OUT_OF_SCOPE.value})

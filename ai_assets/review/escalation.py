@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING
 from sqlalchemy import String, and_, cast, exists, func, literal, select, update
 
 from ai_assets.monitoring.alerts import Alert, Severity, Source
-from ai_assets.ops_db.audit import AuditContext, add_entry
+from ai_assets.ops_db.audit import AuditContext, AuditEvent, add_entry
 from ai_assets.ops_db.tables import AlertRow, ReviewItem, ReviewQueue, ReviewStatus
 from ai_assets.ops_db.types import as_utc
 
 if TYPE_CHECKING:
     from ai_assets.ops_db import OpsDb
 
-ESCALATED = "escalated"  # the audit event
+ESCALATED = AuditEvent.ESCALATED  # the audit event
 ESCALATION_ACTOR = "review escalation"
 CONDITION_PREFIX = "review_item:"
 DEFAULT_LIMIT = 500  # per call: a backlog is moved over several ticks, each tick short
