@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/var/dagster_home
 export AI_ASSETS_DATA_DIR ?= $(CURDIR)/var
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test test-fast lint lock check-install ui bench chaos validate status clean
+.PHONY: install demo test test-fast lint lock check-install ui review bench chaos validate status clean
 
 $(BIN)/.installed: pyproject.toml requirements/dev.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required, found " + sys.version'
@@ -49,6 +49,10 @@ check-install:
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml
 
+# The reviewers' web app on http://127.0.0.1:8787 (accounts: `.venv/bin/ai-assets review add-user`).
+review: install
+	$(BIN)/ai-assets review
+
 status: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ai-assets status --json
 
@@ -63,6 +67,8 @@ bench: install
 	$(BIN)/python -m benchmarks.actions
 	$(BIN)/python -m benchmarks.monitoring
 	$(BIN)/python -m benchmarks.drift_detection
+	$(BIN)/python -m benchmarks.review_app
+	$(BIN)/python -m benchmarks.retraining
 
 clean:
 	rm -rf var .pytest_cache

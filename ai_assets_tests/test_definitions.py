@@ -40,12 +40,15 @@ BLOCKING = {("validated_messages", "quarantine_share_within_ceiling"), ("validat
             ("case_actions", "every_decision_acted_once"), ("resolved_cases", "resolved_feed_accounted")}
 GROUPS = {"raw_messages": "ingestion", "validated_messages": "ingestion", "quarantined_messages": "ingestion",
           "enriched_messages": "enrichment", "intent_model": "model", "production_intent_model": "model",
+          "training_data": "model", "shadow_evaluation": "model", "review_actions": "review",
           "triage_decisions": "actions", "case_actions": "actions", "outbox_deliveries": "actions",
           **dict.fromkeys(("resolved_cases", "quarantined_resolved_cases", "quality_estimate", "model_quality",
                            "input_drift", "prediction_drift", "pipeline_metrics", "cost_report", "business_metrics"), "monitoring")}
 # Results in the operations database and the receivers, or figures in the metadata only.
 NO_STORED_VALUE = {"outbox_deliveries", "quality_estimate", "model_quality", "input_drift", "prediction_drift",
-                   "pipeline_metrics", "cost_report", "business_metrics"}
+                   "pipeline_metrics", "cost_report", "business_metrics", "review_actions"}
+# Trained, promoted or applied as a whole, not per day.
+UNPARTITIONED_GROUPS = ("model", "review")
 
 
 def test_dagster_definitions_validate_passes(tmp_path):
@@ -67,7 +70,7 @@ def test_definitions_load_with_expected_assets_checks_sensors():
     assert {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()} == GROUPS
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        if node.group_name == "model":  # trained and promoted as a whole, not per day
+        if node.group_name in UNPARTITIONED_GROUPS:
             assert node.partitions_def is None
         else:
             assert node.partitions_def == daily_partitions
@@ -77,23 +80,28 @@ def test_definitions_load_with_expected_assets_checks_sensors():
     freshness = {k for k in checks if k[1] == "freshness_check"}
     assert freshness == {(a, "freshness_check") for a in ("raw_messages", "validated_messages",
                                                           "quarantined_messages")}
-    gate = ("intent_model", "candidate_not_worse_than_production")
-    assert checks[gate].blocking and checks[gate].partitions_def is None
-    assert set(checks) - freshness - {gate} == PARTITION_CHECKS
+    gates = {("intent_model", "candidate_not_worse_than_production"),
+             ("shadow_evaluation", "candidate_not_worse_in_shadow")}
+    for gate in gates:
+        assert checks[gate].blocking and checks[gate].partitions_def is None
+    failed_decisions = ("review_actions", "no_failed_decisions")  # a WARN: alerts, stops nothing
+    assert not checks[failed_decisions].blocking and checks[failed_decisions].partitions_def is None
+    assert set(checks) - freshness - gates - {failed_decisions} == PARTITION_CHECKS
     for key in PARTITION_CHECKS:  # a partitioned asset's checks must read their own day
         assert checks[key].partitions_def == daily_partitions, key
         assert checks[key].blocking is (key in BLOCKING), key
 
     sensors = {s.name: s for s in defs.sensors}
     assert set(sensors) == {"landing_zone_sensor", "ingestion_freshness_sensor", "resolved_cases_sensor",
-                            "check_alert_sensor", "run_failure_alert_sensor"}
+                            "check_alert_sensor", "run_failure_alert_sensor", "review_decisions_sensor",
+                            "review_escalation_sensor", "retraining_sensor"}
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
     assert {s.name for s in defs.schedules} == {"ingestion_job_schedule", "outbox_retry_job_schedule"}
     assert all(s.default_status == DefaultScheduleStatus.RUNNING for s in defs.schedules)
 
     job = defs.resolve_job_def("ingestion_job")
     assert job.partitions_def == daily_partitions
-    assert {"ingestion_job", "model_training_job", "outbox_retry_job", "label_feedback_job"} <= {
+    assert {"ingestion_job", "model_training_job", "outbox_retry_job", "label_feedback_job", "review_actions_job"} <= {
         j.name for j in defs.resolve_all_job_defs()}
     for resource in ("landing_zone", "io_manager", "ingestion_policy", "ops_database", "model_serving",
                      "model_training", "action_settings", "monitoring_settings", "notifier"):

@@ -1,5 +1,5 @@
 """The intent model's lifecycle through Dagster: train a candidate, the blocking promotion
-gate, promotion, and a rollback that the next enrichment run uses. Real training (hashing
+gates (validation, shadow), promotion, and a rollback that the next enrichment run uses. Real training (hashing
 encoder, 12 rows per intent, so it takes seconds), real registry, real instance."""
 
 from datetime import date
@@ -32,6 +32,12 @@ def test_training_registers_a_gated_candidate_and_promotes_it(workspace, instanc
     trained = {m.asset_key.path[0]: {k: getattr(v, "value", v) for k, v in m.materialization.metadata.items()}
                for m in result.get_asset_materialization_events()}
     assert trained["intent_model"]["model_version"] == 1 and trained["production_intent_model"]["model_version"] == 1
+    # No reviewed labels yet, and no production model to shadow-test against: validation decides.
+    assert trained["training_data"]["rows"] == 0 and trained["intent_model"]["reviewed_rows"] == 0
+    assert trained["intent_model"]["labels_watermark"] == 0
+    shadow = checks_by_name(result)["candidate_not_worse_in_shadow"]
+    assert shadow.passed and shadow.metadata["production_version"].value is None
+    assert "no production model" in shadow.description and trained["shadow_evaluation"]["production"] == "none"
     with OpsDb.open(workspace.ops_db_url) as db:
         record = db.registry.get_production("intent_model")
         assert record.version == 1
@@ -67,7 +73,7 @@ def test_gate_blocks_a_worse_candidate_and_rollback_reaches_the_next_run(workspa
     assert not result.success
     gate = checks_by_name(result)["candidate_not_worse_than_production"]
     assert not gate.passed and "below the floor 0.9900" in gate.description
-    assert not step_succeeded(result, "production_intent_model")
+    assert not step_succeeded(result, "shadow_evaluation") and not step_succeeded(result, "production_intent_model")
     with OpsDb.open(workspace.ops_db_url) as db:
         assert db.registry.get_production("intent_model").version == 1
         assert [(r.version, r.status) for r in db.registry.list_versions("intent_model")] == \
@@ -126,6 +132,8 @@ def test_reexecution_from_failure_promotes_the_version_its_parent_run_trained(wo
         assert not step_succeeded(resumed, "intent_model")  # trained in the parent run, not again
         gate = checks_by_name(resumed)["candidate_not_worse_than_production"]
         assert gate.passed and gate.metadata["production_version"].value is None
+        shadow = checks_by_name(resumed)["candidate_not_worse_in_shadow"]  # skipped in the parent run
+        assert shadow.passed and shadow.metadata["production_version"].value is None
     assert production_version(workspace) == 2  # the parent run's candidate, not the latest one (v3)
 
 

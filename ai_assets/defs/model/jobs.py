@@ -1,5 +1,6 @@
-"""Training is launched by hand (UI or CLI): the training data changes only with a release
-of the labelled set or, later, with human corrections."""
+"""Training is launched by hand (UI or CLI) or by the retraining sensor (defs/review) once enough
+reviewed labels have arrived: the training data changes with a release of the labelled set or
+with people's corrections."""
 
 from dagster import AssetSelection, define_asset_job
 
@@ -8,5 +9,6 @@ from ai_assets.defs.common import MODEL_GROUP, MODEL_TRAINING_JOB
 model_training_job = define_asset_job(
     MODEL_TRAINING_JOB,
     selection=AssetSelection.groups(MODEL_GROUP),
-    description="Train a candidate intent model, gate it against production, promote it if it passes.",
+    description="Snapshot the reviewed labels, train a candidate intent model on the shipped data plus them, "
+                "gate it on validation and in shadow against production, promote it if both gates pass.",
 )

@@ -5,6 +5,7 @@ from dagster import Definitions
 
 from ai_assets.defs.review.decisions import review_actions, review_actions_job, review_decisions_sensor
 from ai_assets.defs.review.escalation import review_escalation_sensor
+from ai_assets.defs.review.retraining import retraining_sensor
 
 defs = Definitions(assets=[review_actions], jobs=[review_actions_job],
-                   sensors=[review_decisions_sensor, review_escalation_sensor])
+                   sensors=[review_decisions_sensor, review_escalation_sensor, retraining_sensor])

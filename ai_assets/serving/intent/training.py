@@ -6,13 +6,19 @@ out-of-scope material for the target precision, with a finite-sample guarantee
 (`guarantee.py`); a held-out out-of-scope set of its own (over a thousand messages: the CLINC
 gate share and the hand-written `heldout`) measures how many out-of-scope messages the
 candidate would automate, with its exact interval.
+
+Reviewers' labels (`ai_assets.review.training_rows`) join the *training* material only
+(`reviewed_material`): in-scope labels are appended to the training split, `out_of_scope`
+labels to the out-of-scope training set. They never reach the validation split, the
+calibration share or the gate's sets, which stay the shipped ones: a reviewed message whose
+text is also in one of them is left out (counted), so no figure the gate judges was trained on.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +29,13 @@ from ai_assets.serving.intent.out_of_scope import (
     NEVER_SEEN_DOMAINS,
     OUT_OF_SCOPE,
     clinc_out_of_scope_split,
+    is_out_of_scope_label,
     load_out_of_scope,
 )
+
+# Registry metric: the newest review decision id whose labels a candidate was trained with
+# (0: none). The retraining sensor counts the labels above the latest version's watermark.
+LABELS_WATERMARK = "labels_watermark"
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,74 @@ def out_of_scope_material(clinc_train_per_intent: int = CLINC_TRAIN_PER_INTENT,
         heldout=clinc["gate"] + load_out_of_scope("heldout"),
         reports={**reports, "heldout2": load_out_of_scope("heldout2")},
     )
+
+
+def text_key(text: str) -> str:
+    """How two texts are compared for overlap: case-folded, whitespace collapsed."""
+    return " ".join(text.casefold().split())
+
+
+@dataclass(frozen=True)
+class ReviewedMaterial:
+    """Reviewers' labels as training material, and what was left out of it and why."""
+
+    train: list[LabelledText]  # in-scope labels: appended to the training split
+    out_of_scope: list[str]  # labelled out_of_scope: appended to the out-of-scope training set
+    corrections: int  # rows used whose label differs from the model's answer
+    left_out_held_out: int  # text also in validation, calibration or a gate/report set
+    left_out_unknown_label: int  # a label the model does not know (not one of its intents)
+    left_out_empty: int = 0  # no text to learn from
+
+    @property
+    def rows(self) -> int:
+        return len(self.train) + len(self.out_of_scope)
+
+    def to_metrics(self) -> dict[str, int]:
+        return {"reviewed_rows": self.rows, "reviewed_in_scope": len(self.train),
+                "reviewed_out_of_scope": len(self.out_of_scope), "reviewed_corrections": self.corrections,
+                "reviewed_left_out_held_out": self.left_out_held_out,
+                "reviewed_left_out_unknown_label": self.left_out_unknown_label,
+                "reviewed_left_out_empty": self.left_out_empty}
+
+
+def reviewed_material(rows: Iterable[tuple[str, str, str]], intents: Iterable[str],
+                      held_out_texts: Iterable[str]) -> ReviewedMaterial:
+    """Split reviewed `(text, label, model_intent)` rows into training material.
+
+    `intents`: the labels the model is trained on (an unknown label is left out, never a new
+    class). `held_out_texts`: every text a figure of the candidate is measured on (validation,
+    calibration share, gate and report sets); a reviewed row with the same text (`text_key`)
+    is left out, so training never sees a message the gate judges."""
+    known = set(intents)
+    held_out = {text_key(t) for t in held_out_texts}
+    train, oos, corrections, overlap, unknown, empty = [], [], 0, 0, 0, 0
+    for text, label, model_intent in rows:
+        if not isinstance(text, str) or not text.strip():
+            empty += 1
+            continue
+        if text_key(text) in held_out:
+            overlap += 1
+            continue
+        if not isinstance(label, str):
+            unknown += 1
+            continue
+        if is_out_of_scope_label(label):
+            oos.append(text)
+            label = OUT_OF_SCOPE
+        elif label in known:
+            train.append(LabelledText(text, label))
+        else:
+            unknown += 1
+            continue
+        said_oos = isinstance(model_intent, str) and is_out_of_scope_label(model_intent)
+        corrections += label != (OUT_OF_SCOPE if said_oos else model_intent)
+    return ReviewedMaterial(train, oos, corrections, overlap, unknown, empty)
+
+
+def held_out_texts(validation: Sequence[LabelledText], oos: OutOfScopeMaterial) -> list[str]:
+    """Every text a candidate is measured on: what reviewed rows must not repeat."""
+    return ([r.text for r in validation] + list(oos.calibration) + list(oos.heldout)
+            + [t for texts in oos.reports.values() for t in texts])
 
 
 def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:

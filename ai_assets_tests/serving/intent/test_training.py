@@ -6,7 +6,13 @@ from ai_assets.data.datasets import LabelledText, load_clinc_out_of_scope, split
 from ai_assets.serving.intent.out_of_scope import load_out_of_scope
 from ai_assets.serving.intent.promotion import GateRules, gate_failures
 from ai_assets.serving.intent.text_encoders import HashingEncoder
-from ai_assets.serving.intent.training import first_per_intent, out_of_scope_material, train_candidate
+from ai_assets.serving.intent.training import (
+    first_per_intent,
+    held_out_texts,
+    out_of_scope_material,
+    reviewed_material,
+    train_candidate,
+)
 
 
 def test_a_candidate_no_threshold_makes_precise_enough_is_refused_by_the_gate():
@@ -69,3 +75,42 @@ def test_the_out_of_scope_material_keeps_its_parts_apart():
     small = out_of_scope_material(clinc_train_per_intent=5)
     assert set(small.train) < set(oos.train) and small.heldout == oos.heldout
     assert small.calibration == oos.calibration and out_of_scope_material() == oos
+
+
+def test_reviewed_labels_join_the_training_material_only():
+    split = split_banking77()
+    validation_text = split["validation"][0].text
+    rows = [("where is my new card?", "card_arrival", "card_arrival"),     # an approval
+            ("I lost my card [CARD]", "lost_or_stolen_card", "card_arrival"),  # a correction
+            ("what's the weather like", "out_of_scope", "card_arrival"),      # out of scope
+            ("what's the weather like tomorrow", "oos", "out_of_scope"),      # its short form
+            (f"  {validation_text.upper()} ", "card_arrival", "card_arrival"),  # a validation text: left out
+            ("some text", "not_an_intent", "card_arrival"),                   # unknown label: left out
+            ("   ", "card_arrival", "card_arrival")]                          # no text: left out
+    oos = out_of_scope_material(clinc_train_per_intent=2)
+    material = reviewed_material(rows, intents={r.category for r in split["train"]},
+                                 held_out_texts=held_out_texts(split["validation"], oos))
+    assert [(r.text, r.category) for r in material.train] == [("where is my new card?", "card_arrival"),
+                                                              ("I lost my card [CARD]", "lost_or_stolen_card")]
+    assert material.out_of_scope == ["what's the weather like", "what's the weather like tomorrow"]
+    assert material.to_metrics() == {
+        "reviewed_rows": 4, "reviewed_in_scope": 2, "reviewed_out_of_scope": 2, "reviewed_corrections": 2,
+        "reviewed_left_out_held_out": 1, "reviewed_left_out_unknown_label": 1, "reviewed_left_out_empty": 1}
+    # Every set a figure is measured on is held out: validation, calibration, gate and report sets.
+    held = set(held_out_texts(split["validation"], oos))
+    assert set(oos.calibration) | set(oos.heldout) | set(oos.reports["heldout2"]) <= held
+    assert not held & set(oos.train)
+
+
+def test_reviewed_labels_change_the_training_fingerprint():
+    split = split_banking77()
+    train = first_per_intent(split["train"], 3)
+    intents = sorted({r.category for r in train})[:4]
+    train = [r for r in train if r.category in intents]
+    oos = load_out_of_scope("train")[:20]
+    plain = train_candidate(train, split["validation"][:50], oos, load_out_of_scope("heldout"), encoder=HashingEncoder())
+    material = reviewed_material([("my card has not arrived yet", intents[0], intents[1])], intents, [])
+    more = train_candidate(train + material.train, split["validation"][:50], oos, load_out_of_scope("heldout"),
+                           encoder=HashingEncoder())
+    assert plain.fingerprint != more.fingerprint
+    assert more.metrics["n_train"] == plain.metrics["n_train"] + 1
