@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -44,6 +42,7 @@ import pandas as pd
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
+from ai_assets.files import replacing
 from ai_assets.ops_db import OpsDb, Sessions
 from ai_assets.ops_db.tables import DecisionKind, DecisionStatus, ReviewDecision
 
@@ -225,19 +224,14 @@ def export_rows(db: OpsDb, fmt: str, out: Path) -> int:
     if out.is_dir():
         raise ValueError(f"cannot write {out}: it is a directory")
     rows = training_rows(db)
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as handle:
-            if fmt == "csv":
-                writer = csv.writer(handle)
-                writer.writerow(CSV_HEADER)
-                writer.writerows(_csv_row(r) for r in rows)
-            else:
-                for r in rows:
-                    handle.write(json.dumps(export_record(r), ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(out) as tmp, tmp.open("w", encoding="utf-8", newline="") as handle:
+        if fmt == "csv":
+            writer = csv.writer(handle)
+            writer.writerow(CSV_HEADER)
+            writer.writerows(_csv_row(r) for r in rows)
+        else:
+            for r in rows:
+                handle.write(json.dumps(export_record(r), ensure_ascii=False) + "\n")
     return len(rows)
 
 

@@ -91,10 +91,12 @@ def test_outbox_goes_over_real_smtp_and_webhooks_and_survives_the_server_being_d
     workspace.simulate(DAY, per_day=60)
     with SmtpReceiver() as smtp, WebhookReceiver() as hooks:
         # The default 8 attempts; backoff short enough for a test, but no row can use up its
-        # attempts within the daily step's 0.5 s; the sweep waits up to 5 s for what is due.
+        # attempts within the daily step's 3 s (attempts at 0, 1 and 3 s at most: 3 of 8); the
+        # 3 s leave the webhook events time to go out on a loaded machine (0.5 s did not, at
+        # load average 10). The sweep waits up to 5 s for what is due.
         settings = dict(smtp_host="127.0.0.1", smtp_port=smtp.port, webhook_url=hooks.url,
                         webhook_secret="hook-secret", base_backoff_s=1.0, max_backoff_s=2.0)
-        defs = workspace.defs(actions=workspace.action_settings(**settings, delivery_deadline_s=0.5))
+        defs = workspace.defs(actions=workspace.action_settings(**settings, delivery_deadline_s=3.0))
         smtp.stop()  # the mail server is down for the daily run
         result = workspace.run(defs, instance, DAY)
         assert result.success
@@ -117,8 +119,10 @@ def test_a_receiver_that_never_comes_back_gives_dead_letters_and_a_failed_check(
     workspace.simulate(DAY, per_day=40)
     with SmtpReceiver() as smtp:
         smtp.stop()
+        # Time enough on a loaded machine for both attempts of every e-mail (2 s was not: 2 of 5
+        # dead); the step ends as soon as every row is delivered or dead.
         actions = workspace.action_settings(smtp_host="127.0.0.1", smtp_port=smtp.port, max_attempts=2,
-                                            base_backoff_s=0.01, max_backoff_s=0.02, delivery_deadline_s=2.0)
+                                            base_backoff_s=0.01, max_backoff_s=0.02, delivery_deadline_s=10.0)
         result = workspace.run(workspace.defs(actions=actions), instance, DAY)
     acted = latest_metadata(instance, "case_actions", DAY)["acted"]
     assert acted > 0
