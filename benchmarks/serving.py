@@ -53,7 +53,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", message=r"The model .* is deprecated")  # the SDK on claude-sonnet-4-5
 
 import anthropic  # noqa: E402
@@ -66,6 +65,7 @@ from ai_assets.serving.intent import intent_model as intent_model_module  # noqa
 from ai_assets.serving.intent.automation import AutomationPolicy  # noqa: E402
 from ai_assets.serving.intent.intent_model import IntentModel, fingerprint_training_data  # noqa: E402
 from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE, load_out_of_scope  # noqa: E402
+from ai_assets.serving.intent.text_encoders import default_encoder  # noqa: E402
 from ai_assets.serving.llm.prompt import parse_message_content, request_body  # noqa: E402
 from ai_assets.serving.resilience.rate_limit import RateLimiter  # noqa: E402
 from ai_assets_tests.doubles import MessagesAPIServer  # noqa: E402
@@ -336,12 +336,13 @@ class LocalIntentModel:
         return out
 
 
-def load_or_train_model(split: dict, retrain: bool = False) -> tuple[IntentModel, dict]:
+def load_or_train_model(split: dict, retrain: bool = False, encoder=None) -> tuple[IntentModel, dict]:
     """The IntentModel trained on the training split + out-of-scope train, threshold on validation.
 
     Cached under var/bench/ by training-data fingerprint (texts, labels, out-of-scope texts),
-    format version and seed; reused if present (`--retrain` forces training). The source hash
-    of intent_model.py it was trained with is kept beside it and reported (`stale_source`).
+    encoder (default: the shipped one) with its version, intent_model.py's source hash and seed;
+    reused if present (`--retrain` forces training). The source hash of intent_model.py it was
+    trained with is kept beside it and reported (`stale_source`).
     """
     train, validation = split["train"], split["validation"]
     oos = load_out_of_scope("train")
@@ -349,7 +350,9 @@ def load_or_train_model(split: dict, retrain: bool = False) -> tuple[IntentModel
     fingerprint = fingerprint_training_data(texts + oos, labels + [OUT_OF_SCOPE] * len(oos))
     source = hashlib.sha256(Path(intent_model_module.__file__).read_bytes()).hexdigest()[:16]
     # The source is in the key: a model trained by an older intent_model.py is never reused.
-    key = hashlib.sha256(f"{fingerprint}|source={source}|seed=0|target=0.98".encode()).hexdigest()[:16]
+    encoder = encoder or default_encoder()
+    key = hashlib.sha256(f"{fingerprint}|source={source}|encoder={encoder.name}@{encoder.version}|seed=0|target=0.98"
+                         .encode()).hexdigest()[:16]
     path = MODEL_CACHE / f"intent_model-{key}.joblib"
     sidecar = path.with_suffix(".json")
     info = {"artifact": str(path.relative_to(ROOT)), "training_fingerprint": fingerprint,
@@ -357,7 +360,7 @@ def load_or_train_model(split: dict, retrain: bool = False) -> tuple[IntentModel
     if path.exists() and not retrain:
         try:
             started = time.perf_counter()
-            model = IntentModel.load(path)
+            model = IntentModel.load(path, encoder=encoder)
             meta = json.loads(sidecar.read_text()) if sidecar.exists() else {}
             info.update(source="cache", load_seconds=r(time.perf_counter() - started),
                         trained_with_source_sha256=meta.get("intent_model_source_sha256"),
@@ -367,7 +370,7 @@ def load_or_train_model(split: dict, retrain: bool = False) -> tuple[IntentModel
         except Exception as exc:  # an artifact of another format: train again
             info["cache_error"] = f"{type(exc).__name__}: {exc}"[:200]
     started = time.perf_counter()
-    model = IntentModel.train(texts, labels, oos, seed=0)
+    model = IntentModel.train(texts, labels, oos, seed=0, encoder=encoder)
     info["training_seconds"] = r(time.perf_counter() - started)
     model.select_threshold([row.text for row in validation], [row.category for row in validation], 0.98)
     model.save(path)

@@ -10,7 +10,8 @@
    no user site), walks the *installed* ai_assets with pkgutil.walk_packages and imports every
    module, checking that ai_assets really came from the venv's site-packages,
 4. prints a JSON summary (modules imported, failures, seconds, venv size) and exits 1 on any
-   failure. A dev-only import (pytest, aiosmtpd, ai_assets_tests) in a shipped module fails here.
+   failure. A dev-only import (pytest, aiosmtpd, ai_assets_tests) in a shipped module fails here,
+   and so does torch, sentence-transformers or transformers among the installed distributions.
 
 The venv is removed afterwards unless --keep.
 """
@@ -119,7 +120,9 @@ def main() -> None:
             freeze = run([str(py), "-m", "pip", "list", "--format=json"], env=env).stdout
             installed = {p["name"].lower(): p["version"] for p in json.loads(freeze)}
             summary["distributions_installed"] = len(installed)
-            summary["torch"] = installed.get("torch")
+            # The local model's encoder runs on onnxruntime: a runtime install must pull no torch.
+            summary["torch_stack_present"] = sorted(set(installed) & {"torch", "sentence-transformers",
+                                                                      "transformers"})
             summary["dev_only_present"] = sorted(set(installed) & {"pytest", "playwright", "aiosmtpd", "ruff"})
             purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
             site = run([str(py), "-c", purelib], env=env).stdout.strip()
@@ -137,7 +140,7 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
     ok = (not failed_step and not summary.get("failures") and summary.get("from_site_packages")
-          and not summary.get("dev_only_present"))
+          and not summary.get("dev_only_present") and not summary.get("torch_stack_present"))
     if failed_step:
         step, proc = failed_step
         summary["failed_step"] = step

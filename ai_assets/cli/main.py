@@ -482,7 +482,14 @@ def model_list(name: str, as_json: bool) -> None:
         click.echo(f"no versions of {name}")
     for row in rows:
         click.echo(f"{name} v{row['version']:<3} {row['status']:<10} threshold={row['confidence_threshold']:.3f} "
-                   f"accuracy={row['metrics'].get('accuracy', '?')} created={row['created_at']}")
+                   f"accuracy={row['metrics'].get('accuracy', '?')} created={row['created_at']} "
+                   f"encoder={_encoder_label(row['metrics'])}")
+
+
+def _encoder_label(metrics: dict) -> str:
+    """`name@version`; a version trained before versions were recorded says so (it still loads)."""
+    version = metrics.get("encoder_version") or "unversioned"
+    return f"{metrics.get('encoder', '?')}@{version}"
 
 
 @model.command()

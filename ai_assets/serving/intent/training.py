@@ -237,6 +237,7 @@ def train_candidate(train: Sequence[LabelledText], validation: Sequence[Labelled
         "n_train": model.info["n_train"],
         "n_out_of_scope_train": model.info["n_out_of_scope"],
         "encoder": model.info["encoder"],
+        "encoder_version": model.info["encoder_version"],
         "training_seconds": model.info["training_seconds"],
         "seed": seed,
     }
