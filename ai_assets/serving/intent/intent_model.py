@@ -15,6 +15,9 @@ A message is out of scope when `out_of_scope` outweighs the best intent, or when
 further from every in-scope training message than the novelty floor (a low quantile of the
 out-of-fold nearest-neighbour similarity of in-scope training messages).
 
+The views are fitted with scikit-learn and then frozen into plain arrays (text_view.py): a
+saved model holds no scikit-learn object, and a process that only serves never imports it.
+
 `confidence` is the calibrated probability of the predicted intent. A message is automated
 when it is in scope and its confidence is at least the model's threshold, which
 `IntentModel.select_threshold` fixes on a held-out split so that the automated messages
@@ -42,6 +45,7 @@ import numpy as np
 from ai_assets.serving.intent.guarantee import certify, grid_ceiling, lower_bound
 from ai_assets.serving.intent.out_of_scope import OUT_OF_SCOPE, is_out_of_scope_label
 from ai_assets.serving.intent.text_encoders import TextEncoder, default_encoder
+from ai_assets.serving.intent.text_view import FrozenLinear, FrozenTextView
 
 __all__ = [
     "OUT_OF_SCOPE",
@@ -57,12 +61,12 @@ __all__ = [
 ]
 
 INTENT_MODEL = "intent_model"  # the model's name in the registry
-# The saved file's layout. 2 is what this code writes (frozen encoder; the same layout as before
-# the experimental encoder fine-tuning was removed, so files move freely between those versions
-# either way). 1 (older, frozen encoder) still loads. A format-2 file written with fine-tuned
-# encoder layers cannot be served any more and is refused with a message saying so.
-FORMAT_VERSION = 2
-_READABLE_FORMATS = (1, 2)
+# The saved file's layout. 3 is what this code writes: the fitted views as plain arrays
+# (text_view.py), no scikit-learn object, so older code cannot read it. 1 and 2 (scikit-learn
+# objects, frozen encoder) still load and are frozen on load. A format-2 file written with
+# fine-tuned encoder layers cannot be served any more and is refused with a message saying so.
+FORMAT_VERSION = 3
+_READABLE_FORMATS = (1, 2, 3)
 _EPS = 1e-12
 
 
@@ -209,7 +213,11 @@ def _fit_temperature(log_p: np.ndarray, y: np.ndarray) -> float:
 
 
 class _Components:
-    """The three fitted views over one set of training rows."""
+    """The three fitted views over one set of training rows.
+
+    Fitted with scikit-learn, then frozen into plain arrays (text_view.py): the object, and so a
+    saved model, holds no scikit-learn object, and serving never imports scikit-learn.
+    """
 
     def __init__(self, texts: list[str], emb: np.ndarray, y: np.ndarray, n_labels: int,
                  in_scope: np.ndarray, config: IntentModelConfig, seed: int):
@@ -218,22 +226,18 @@ class _Components:
         from sklearn.pipeline import make_union
 
         self.n_labels = n_labels
-        self.vectorizer = make_union(
+        vectorizer = make_union(
             TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32),
             TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
                             dtype=np.float32),
         )
-        features = self.vectorizer.fit_transform(texts)
-        for _, vec in self.vectorizer.transformer_list:
-            # The pruned vocabulary is only kept for introspection and would bloat the file.
-            if hasattr(vec, "stop_words_"):
-                vec.stop_words_ = None
+        features = vectorizer.fit_transform(texts)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # lbfgs may stop at max_iter on tiny data
-            self.text_lr = LogisticRegression(C=config.text_c, max_iter=1000, tol=1e-3,
-                                              random_state=seed).fit(features, y)
-            self.emb_lr = LogisticRegression(C=config.embedding_c, max_iter=1000, tol=1e-4,
-                                             random_state=seed).fit(emb, y)
+            text_lr = LogisticRegression(C=config.text_c, max_iter=1000, tol=1e-3, random_state=seed).fit(features, y)
+            emb_lr = LogisticRegression(C=config.embedding_c, max_iter=1000, tol=1e-4, random_state=seed).fit(emb, y)
+        self.text_view = FrozenTextView.from_sklearn(vectorizer, text_lr)
+        self.emb_head = FrozenLinear.from_sklearn(emb_lr)
         self.knn_vectors = emb.astype(np.float16)
         self.knn_labels = y.astype(np.int32)
         self.knn_in_scope = in_scope.astype(bool)
@@ -252,16 +256,22 @@ class _Components:
         state.pop("_knn_float32", None)
         return state
 
-    def _full(self, clf, x) -> np.ndarray:
-        out = np.zeros((x.shape[0], self.n_labels), dtype=np.float64)
-        out[:, clf.classes_] = clf.predict_proba(x)
+    def __setstate__(self, state: dict) -> None:
+        if "vectorizer" in state:  # format 1 or 2: scikit-learn objects, frozen now
+            state["text_view"] = FrozenTextView.from_sklearn(state.pop("vectorizer"), state.pop("text_lr"))
+            state["emb_head"] = FrozenLinear.from_sklearn(state.pop("emb_lr"))
+        self.__dict__.update(state)
+
+    def _full(self, head: FrozenLinear, proba: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(proba), self.n_labels), dtype=np.float64)
+        out[:, head.classes] = proba
         return out
 
     def probabilities(self, texts: list[str], emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Averaged raw probabilities (n, labels) and the cosine to the nearest in-scope row."""
         cfg = self.config
-        p_text = self._full(self.text_lr, self.vectorizer.transform(texts))
-        p_emb = self._full(self.emb_lr, emb)
+        p_text = self._full(self.text_view.head, self.text_view.proba(texts))
+        p_emb = self._full(self.emb_head, self.emb_head.proba_dense(emb))
         p_knn = np.empty_like(p_emb)
         nearest_in = np.empty(len(texts), dtype=np.float64)
         reference = self._knn_reference()

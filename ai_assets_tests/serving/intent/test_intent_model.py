@@ -344,8 +344,8 @@ def test_files_of_earlier_layouts_load_and_fine_tuned_ones_are_refused(hashed_mo
     with pytest.raises(ValueError, match="fine-tuned encoder layers"):
         IntentModel.load(tmp_path / "tuned.joblib", encoder=HashEncoder())
     with pytest.raises(ValueError, match="format"):
-        joblib.dump(_saved_state(hashed_model, format_version=3), tmp_path / "v3.joblib")
-        IntentModel.load(tmp_path / "v3.joblib", encoder=HashEncoder())
+        joblib.dump(_saved_state(hashed_model, format_version=4), tmp_path / "v4.joblib")
+        IntentModel.load(tmp_path / "v4.joblib", encoder=HashEncoder())
 
 
 def test_training_rejects_bad_input():
