@@ -70,16 +70,21 @@ class FrozenTfidf:
             grams.extend(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
         return grams
 
-    def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
-        """Column indices (ascending) and tf-idf values (l2-normalised, float32) of one text."""
-        counts = Counter(self.vocabulary[t] for t in self.terms(text) if t in self.vocabulary)
-        if not counts:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        index = np.array(sorted(counts), dtype=np.int64)
-        values = np.array([counts[i] for i in index], dtype=np.float32)
-        values = (np.log(values) + np.float32(1.0)) * self.idf[index]
-        norm = np.sqrt(np.sum(values.astype(np.float64) ** 2))
-        return index, (values / norm).astype(np.float32) if norm > 0 else values
+    def rows(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The texts' tf-idf rows, sparse: row of each entry, column (ascending within a row) and
+        value (sublinear tf × idf, each row l2-normalised, float32)."""
+        row_of, index, counts = [], [], []
+        for row, text in enumerate(texts):
+            found = Counter(self.vocabulary[t] for t in self.terms(text) if t in self.vocabulary)
+            for column in sorted(found):
+                row_of.append(row)
+                index.append(column)
+                counts.append(found[column])
+        row_of_a = np.array(row_of, dtype=np.int64)
+        index_a = np.array(index, dtype=np.int64)
+        values = (np.log(np.array(counts, dtype=np.float32)) + np.float32(1.0)) * self.idf[index_a]
+        squares = np.bincount(row_of_a, weights=values.astype(np.float64) ** 2, minlength=len(texts))
+        return row_of_a, index_a, (values / np.sqrt(squares)[row_of_a]).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -119,14 +124,16 @@ class FrozenTextView:
         return cls(tuple(FrozenTfidf.from_sklearn(v) for _, v in union.transformer_list),
                    FrozenLinear.from_sklearn(model))
 
-    def proba(self, texts: Sequence[str]) -> np.ndarray:
+    def proba(self, texts: Sequence[str], chunk: int = 256) -> np.ndarray:
         coef_t = self.head.coef.T  # (features, classes)
         scores = np.zeros((len(texts), coef_t.shape[1]), dtype=np.result_type(coef_t, np.float32))
-        for row, text in enumerate(texts):
+        for start in range(0, len(texts), chunk):  # bounds the (entries x classes) products
+            part = texts[start:start + chunk]
             offset = 0
             for block in self.blocks:
-                index, values = block.features(text)
-                if len(index):
-                    scores[row] += values @ coef_t[index + offset]
+                row_of, index, values = block.rows(part)
+                if len(index):  # entries come row by row: one sum per run of a row
+                    rows, starts = np.unique(row_of, return_index=True)
+                    scores[rows + start] += np.add.reduceat(coef_t[index + offset] * values[:, None], starts, axis=0)
                 offset += len(block.idf)
         return self.head.proba(scores + self.head.intercept)
