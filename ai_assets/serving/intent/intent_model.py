@@ -267,6 +267,16 @@ class _Components:
         out[:, head.classes] = proba
         return out
 
+    def _nearest_in_scope(self, sims: np.ndarray, idx: np.ndarray, top: np.ndarray) -> np.ndarray:
+        """Each row's largest cosine to an in-scope reference row. Where the k nearest hold an
+        in-scope row, the largest is among them (exactly); only the other rows are scanned whole."""
+        in_top = self.knn_in_scope[idx]
+        nearest = np.where(in_top, top, -np.inf).max(axis=1)
+        scan = ~in_top.any(axis=1)
+        if scan.any():
+            nearest[scan] = np.where(self.knn_in_scope[None, :], sims[scan], -np.inf).max(axis=1)
+        return nearest
+
     def probabilities(self, texts: list[str], emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Averaged raw probabilities (n, labels) and the cosine to the nearest in-scope row."""
         cfg = self.config
@@ -278,15 +288,14 @@ class _Components:
         k = min(cfg.knn_k, len(reference))
         for start in range(0, len(texts), 1024):
             sims = emb[start:start + 1024] @ reference.T
-            idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            idx = np.argpartition(sims, -k, axis=1)[:, -k:]  # the k most similar rows, unordered
             top = np.take_along_axis(sims, idx, axis=1)
             weights = np.exp((top - 1.0) / cfg.knn_temperature)
-            votes = np.full((len(sims), self.n_labels), 1e-3 / self.n_labels)
-            rows = np.repeat(np.arange(len(sims)), k)
-            np.add.at(votes, (rows, self.knn_labels[idx].ravel()), weights.ravel())
+            cells = (np.arange(len(sims))[:, None] * self.n_labels + self.knn_labels[idx]).ravel()
+            votes = np.bincount(cells, weights.ravel(), minlength=len(sims) * self.n_labels).reshape(
+                len(sims), self.n_labels) + 1e-3 / self.n_labels
             p_knn[start:start + 1024] = votes / votes.sum(axis=1, keepdims=True)
-            in_sims = np.where(self.knn_in_scope[None, :], sims, -np.inf)
-            nearest_in[start:start + 1024] = in_sims.max(axis=1)
+            nearest_in[start:start + 1024] = self._nearest_in_scope(sims, idx, top)
         w = np.asarray(cfg.weights, dtype=float)
         p = (w[0] * p_text + w[1] * p_emb + w[2] * p_knn) / w.sum()
         return p, nearest_in
@@ -584,7 +593,8 @@ class IntentModel:
                              f"not {encoder.name!r}")
         trained_with = state["info"].get("encoder_version")  # None: before versions were recorded
         if not encoder.accepts(trained_with):
-            raise ValueError(f"{path} was trained with {encoder.name} version {trained_with!r}, which this "
+            shown = repr(trained_with) if trained_with else "unrecorded (an encoder before versions)"
+            raise ValueError(f"{path} was trained with {encoder.name} version {shown}, which this "
                              f"installation's encoder ({encoder.version!r}) does not reproduce: retrain it "
                              "(materialize intent_model, i.e. run model_training_job)")
         model = cls(state["labels"], state["components"], state["temperature"], state["novelty_floor"],

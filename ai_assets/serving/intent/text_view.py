@@ -15,7 +15,6 @@ Pure numpy and `re`; no Dagster, no scikit-learn import (it is passed in, fitted
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,13 +55,10 @@ class FrozenTfidf:
             for word in _WHITE_SPACES.sub(" ", text).split():
                 word = " " + word + " "
                 for n in range(low, high + 1):
-                    offset = 0
-                    grams.append(word[offset:offset + n])
-                    while offset + n < len(word):
-                        offset += 1
-                        grams.append(word[offset:offset + n])
-                    if offset == 0:  # a word shorter than n counts once
+                    if len(word) <= n:  # scikit-learn: a word no longer than n counts once, not again for larger n
+                        grams.append(word)
                         break
+                    grams.extend([word[i:i + n] for i in range(len(word) - n + 1)])
             return grams
         tokens = re.findall(self.token_pattern, text)
         grams = list(tokens) if low == 1 else []
@@ -73,15 +69,18 @@ class FrozenTfidf:
     def rows(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The texts' tf-idf rows, sparse: row of each entry, column (ascending within a row) and
         value (sublinear tf × idf, each row l2-normalised, float32)."""
-        row_of, index, counts = [], [], []
+        vocabulary = self.vocabulary
+        columns: list[int] = []
+        lengths = np.zeros(len(texts), dtype=np.int64)
         for row, text in enumerate(texts):
-            found = Counter(self.vocabulary[t] for t in self.terms(text) if t in self.vocabulary)
-            for column in sorted(found):
-                row_of.append(row)
-                index.append(column)
-                counts.append(found[column])
-        row_of_a = np.array(row_of, dtype=np.int64)
-        index_a = np.array(index, dtype=np.int64)
+            found = [vocabulary[t] for t in self.terms(text) if t in vocabulary]
+            columns.extend(found)
+            lengths[row] = len(found)
+        # One sort for all texts: (row, column) pairs, counted, in row then column order.
+        keys = np.repeat(np.arange(len(texts), dtype=np.int64), lengths) * len(self.idf) + np.array(
+            columns, dtype=np.int64)
+        pairs, counts = np.unique(keys, return_counts=True)
+        row_of_a, index_a = np.divmod(pairs, len(self.idf))
         values = (np.log(np.array(counts, dtype=np.float32)) + np.float32(1.0)) * self.idf[index_a]
         squares = np.bincount(row_of_a, weights=values.astype(np.float64) ** 2, minlength=len(texts))
         return row_of_a, index_a, (values / np.sqrt(squares)[row_of_a]).astype(np.float32)

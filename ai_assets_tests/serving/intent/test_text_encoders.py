@@ -1,4 +1,5 @@
-"""The shipped ONNX sentence encoder: sentence-transformers' tokens and vectors, batch-independent.
+"""The shipped ONNX sentence encoder: sentence-transformers' tokens, its vectors to int8 accuracy,
+batch-independent.
 
 fixtures/minilm_reference.json holds what sentence-transformers itself (on torch) gives for a
 set of awkward texts; scripts/export_encoder.py writes it beside the ONNX file, and `make
@@ -42,13 +43,17 @@ def test_token_ids_are_sentence_transformers(encoder):
     assert any(len(r["text"].split()) > 256 for r in rows)
 
 
-def test_vectors_are_sentence_transformers(encoder):
+def test_vectors_are_sentence_transformers_to_int8_accuracy(encoder):
     rows = REFERENCE["rows"]
     vectors = encoder.encode([r["text"] for r in rows])
     expected = np.array([r["embedding"] for r in rows], dtype=np.float64)
     assert vectors.shape == (len(rows), 384) and vectors.dtype == np.float32
-    assert float(np.abs(vectors - expected).max()) < 1e-6  # the reference is rounded to 1e-8
-    assert float((vectors * expected).sum(axis=1).min()) > 0.999999
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosine = (vectors * expected).sum(axis=1)
+    # Int8 projections move a vector a little (measured: 0.974 worst, 0.993 median over 3,000
+    # BANKING77 texts); a wrong graph, tokenizer or pooling lands far below this.
+    assert float(cosine.min()) > 0.97 and float(np.median(cosine)) > 0.99
+    assert float(np.abs(vectors - expected).max()) > 1e-4  # it is the int8 graph, not the torch one
 
 
 def test_the_same_text_gets_the_same_vector_in_any_batch(encoder):
@@ -87,7 +92,8 @@ def test_shipped_files_are_the_ones_the_manifest_names():
     assert manifest["max_tokens"] == 256 and manifest["dimensions"] == 384
     assert ENCODER_FILES.joinpath("LICENSE").read_text().find("Apache License") >= 0
     assert "all-MiniLM-L6-v2" in ENCODER_FILES.joinpath("ATTRIBUTION.md").read_text()
-    assert MiniLMEncoder().version == "onnx-fp32:" + manifest["files"]["model.onnx"].removeprefix("sha256:")[:16]
+    assert MiniLMEncoder().version == "onnx-int8:" + manifest["files"]["model.onnx"].removeprefix("sha256:")[:16]
+    assert manifest["quantization"]["quantized_matmuls"] == 30
 
 
 def test_a_model_names_its_encoder_version_and_a_foreign_version_is_refused(tmp_path):
@@ -110,11 +116,13 @@ def test_a_model_names_its_encoder_version_and_a_foreign_version_is_refused(tmp_
     assert IntentModel.load(legacy, encoder=HashingEncoder()).info == legacy_info
 
 
-def test_models_trained_on_the_torch_encoder_keep_loading():
-    # They carry no encoder version; the ONNX graph computes the same fp32 network
-    # (test_vectors_are_sentence_transformers), so they are served as they are.
-    assert MiniLMEncoder().accepts(None)
-    assert not MiniLMEncoder().accepts("onnx-int8:0123456789abcdef")
+def test_models_trained_on_another_graph_are_refused():
+    # A torch-trained model carries no version; the int8 graph's vectors are not its vectors,
+    # so neither it nor a model trained on another graph (the fp32 ONNX one) is served.
+    encoder = MiniLMEncoder()
+    assert encoder.accepts(encoder.version)
+    assert not encoder.accepts(None)
+    assert not encoder.accepts("onnx-fp32:3cc333b8a490202c")
 
 
 NO_TORCH = """
@@ -151,10 +159,13 @@ def test_every_shipped_module_imports_and_encodes_with_torch_unimportable(tmp_pa
 
 @pytest.mark.slow
 def test_make_encoder_reproduces_the_shipped_files():
-    # Builds .venv-encoder (torch, sentence-transformers) on first use, exports again, compares bytes.
+    # Builds .venv-encoder (torch, sentence-transformers) on first use, exports again, compares the
+    # shipped files' bytes and the reference fixture.
     done = subprocess.run(["make", "--no-print-directory", "encoder"], capture_output=True, text=True, cwd=ROOT,
                           timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(done.stdout[done.stdout.index("{"):])
-    assert report["identical"] is True and set(report["files"]) == {
-        "model.onnx", "tokenizer.json", "manifest.json", "minilm_reference.json"}
+    assert report["identical"] is True and set(report["files"]) == {"model.onnx", "tokenizer.json", "manifest.json"}
+    # sentence-transformers' own vectors are repeatable to ~1e-7, not to the bit: ids exact, vectors close.
+    assert report["reference"]["token_ids_equal"] is True
+    assert report["reference"]["max_embedding_difference"] <= 1e-6
