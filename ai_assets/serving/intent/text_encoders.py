@@ -59,7 +59,7 @@ class MiniLMEncoder:
     a text's vector independent of its batch mates (measured: batched freely, 406 of 1,673 rows
     differed in the last bits; batched like this, none). Padding nothing is also the cheapest
     batching: BANKING77 texts average 16.0 tokens, 19.7 when rounded up to a multiple of 8,
-    and the encoder runs about 1.25x faster without that padding. The loaded session is
+    and the encoder runs about 1.2x faster without that padding. The loaded session is
     shared by every instance in the process.
 
     A model trained with another graph is refused, a model trained before versions were
