@@ -157,8 +157,12 @@ def screenshots(tmp_path: Path) -> Path:
 @pytest.fixture
 def browser_page(screenshots: Path):
     chromium = require_chromium()
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Assertions wait as long as actions do: on a loaded 2-core machine a UI change that goes
+    # through the server (a sensor toggled by a GraphQL mutation) has taken more than
+    # expect's 5 s default.
+    expect.set_options(timeout=30_000)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
