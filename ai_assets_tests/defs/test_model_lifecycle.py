@@ -11,6 +11,8 @@ from dagster import JobDefinition, ReexecutionOptions, build_reconstructable_job
 
 from ai_assets.cli.main import main
 from ai_assets.ops_db import OpsDb
+from ai_assets.serving.intent.intent_model import IntentModel
+from ai_assets.serving.intent.text_encoders import HashingEncoder
 from ai_assets_tests.conftest import Workspace
 from ai_assets_tests.defs.test_ingestion_assets import checks_by_name, output
 
@@ -155,4 +157,25 @@ def test_promotion_is_refused_when_production_changed_after_the_gate(workspace, 
         [failure] = again.get_step_failure_events()
         assert "ProductionChanged" in failure.event_specific_data.error.to_string()
         assert "production is v2, not none as expected" in failure.event_specific_data.error.to_string()
+    assert production_version(workspace) == 2
+
+
+def test_a_production_model_this_encoder_cannot_serve_is_replaced_by_retraining(workspace, instance):
+    assert workspace.train(workspace.defs(), instance).success and production_version(workspace) == 1
+    # What an upgrade to another encoder graph leaves behind: the production artifact names an
+    # encoder version this installation does not reproduce, so it no longer loads.
+    with OpsDb.open(workspace.ops_db_url) as db:
+        artifact = Path(db.registry.get_production("intent_model").artifact_uri)
+    stale = IntentModel.load(artifact, encoder=HashingEncoder())
+    stale.info = {**stale.info, "encoder_version": "0-an-older-graph"}
+    stale.save(artifact)
+    with pytest.raises(ValueError, match="retrain it"):
+        IntentModel.load(artifact, encoder=HashingEncoder())
+
+    # Retraining is the way out: shadow has nothing to compare with, validation decides.
+    result = workspace.train(workspace.defs(), instance)
+    assert result.success
+    shadow = checks_by_name(result)["candidate_not_worse_in_shadow"]
+    assert shadow.passed and shadow.metadata["production_version"].value == 1
+    assert "production cannot be served" in shadow.description and "retrain it" in shadow.description
     assert production_version(workspace) == 2

@@ -44,7 +44,7 @@ from ai_assets.review.shadow import (
 from ai_assets.review.training_rows import training_rows
 from ai_assets.serving.intent.intent_model import INTENT_MODEL, IntentModel
 from ai_assets.serving.intent.text_encoders import encoder_named
-from ai_assets.serving.live import production_model
+from ai_assets.serving.live import ArtifactError, production_model
 
 VALIDATED, ENRICHED, RESOLVED = "validated_messages", "enriched_messages", "resolved_cases"
 WARM_UP = ["warm up the encoder"]  # loading a network is not latency
@@ -74,7 +74,18 @@ def shadow_evaluation(context: AssetExecutionContext, training_data: pd.DataFram
     record = db.registry.get(INTENT_MODEL, version_trained_in_run(context, intent_model.key))
     candidate = IntentModel.load(Path(record.artifact_uri),
                                  encoder=encoder_named(record.metrics.get("encoder", "minilm")))
-    production = production_model(db)
+    # A production artifact this installation cannot serve (trained on an encoder graph it no
+    # longer has, or damaged) has nothing to compare: the candidate is its way out, so the gate
+    # judges on validation, as without a production model, and still names the version it
+    # was gated against.
+    unservable: str | None = None
+    try:
+        production = production_model(db)
+    except ArtifactError as exc:
+        production, unservable = None, str(exc)
+        context.log.warning(f"production cannot be served here, validation decides: {unservable}")
+    gated_against = production.record.version if production else (
+        db.registry.get_production(INTENT_MODEL).version if unservable else None)
 
     base = io_manager.base_dir
     days = recent_days(base, VALIDATED, model_training.days_shadowed())
@@ -110,7 +121,8 @@ def shadow_evaluation(context: AssetExecutionContext, training_data: pd.DataFram
     verdict = "; ".join(refused) or (f"{record.label} may replace {production.version} on shadow traffic "
                                      f"({n} messages of {len(days)} day(s)) and the never-automated intents"
                                      if production else f"{record.label}: no production model to compare with; "
-                                                        "the validation gate decides")
+                                                        "the validation gate decides"
+                                     + (f" (production cannot be served: {unservable})" if unservable else ""))
     accuracy, automation = report.accuracy, report.automation
     return MaterializeResult(
         metadata={
@@ -138,7 +150,7 @@ def shadow_evaluation(context: AssetExecutionContext, training_data: pd.DataFram
                 "candidate": record.label,
                 "production": production.version if production else "none",
                 # production_intent_model promotes only if this is still the production version.
-                GATED_AGAINST: production.record.version if production else None,
+                GATED_AGAINST: gated_against,
                 "failures": MetadataValue.json(refused),
                 "not_judged": MetadataValue.json(unjudged),
                 "labelled_rows": report.labelled["judged_rows"],
